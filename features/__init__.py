@@ -1,0 +1,1 @@
+"""SmartECG features: pixels -> arrays -> vectors. No MLflow and no engines in here."""

@@ -1,0 +1,364 @@
+"""Dataset folders -> a validated manifest -> a stratified, leakage-free, persistent split.
+
+Two layouts are read:
+
+* flat: ``ROOT/<Class>/*.jpg``
+* split: ``ROOT/train/<Class>/*.jpg`` with optional ``ROOT/val/`` and ``ROOT/test/`` beside it
+  (their images keep the split they were given).
+
+Class folders are matched to the five classes ignoring case, spaces and punctuation, and the
+public dataset's original folder names are accepted. A bad file never stops a scan: it is listed
+in :attr:`Manifest.skipped` with the reason, and the scan goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes
+
+__all__ = [
+    "CLASSES",
+    "SPLITS",
+    "DatasetError",
+    "Manifest",
+    "SkippedFile",
+    "assign_splits",
+    "canonical_class",
+    "scan",
+]
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("Abnormal_HeartBeat", "Covid_19", "MI", "MI_History", "Normal")
+SPLITS = ("train", "validation", "holdout")
+
+# Keys are folder names lower-cased with everything but letters and digits removed, after any
+# "(240x12=2880)"-style count in brackets is dropped.
+_ALIASES = {
+    "abnormalheartbeat": "Abnormal_HeartBeat",
+    "abnormal": "Abnormal_HeartBeat",
+    "ecgimagesofpatientthathaveabnormalheartbeat": "Abnormal_HeartBeat",
+    "covid19": "Covid_19",
+    "covid": "Covid_19",
+    "ecgimagesofcovid19patients": "Covid_19",
+    "mi": "MI",
+    "myocardialinfarction": "MI",
+    "ecgimagesofmyocardialinfarctionpatients": "MI",
+    "mihistory": "MI_History",
+    "historyofmi": "MI_History",
+    "ecgimagesofpatientthathavehistoryofmi": "MI_History",
+    "normal": "Normal",
+    "normalperson": "Normal",
+    "normalpersonecgimages": "Normal",
+}
+_SPLIT_FOLDERS = {
+    "train": "train", "training": "train",
+    "val": "validation", "valid": "validation", "validation": "validation",
+    "test": "holdout", "holdout": "holdout",
+}
+# When the same bytes sit in two given splits of one class, the copy in the most held-out split
+# is kept, so the evaluation set never loses an image to training.
+_SPLIT_PRIORITY = {"holdout": 0, "validation": 1, "train": 2, "": 3}
+SPLIT_FILE = "smartecg_split.csv"
+_SPLIT_HEADER = "# smartecg split v1"
+
+
+class DatasetError(ValueError):
+    """The dataset as a whole cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Manifest:
+    """The usable images of a dataset, one row each, plus what was left out and why.
+
+    ``frame`` columns: path, label, sha256, width, height, bytes, mode, format, given_split
+    (the split a ``train/val/test`` layout put it in, else empty).
+    """
+
+    root: Path
+    layout: str
+    frame: pd.DataFrame
+    skipped: list[SkippedFile] = field(default_factory=list)
+    dropped_duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (dropped, kept)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        """The classes with at least one image, in the canonical order."""
+        present = set(self.frame["label"])
+        return [c for c in CLASSES if c in present]
+
+    def class_counts(self) -> dict[str, int]:
+        counts = self.frame["label"].value_counts()
+        return {c: int(counts.get(c, 0)) for c in CLASSES}
+
+    def data_hash(self) -> str:
+        """A short hash of the labelled content: equal for equal data, whatever the paths."""
+        digest = hashlib.sha256()
+        for sha, label in sorted(zip(self.frame["sha256"], self.frame["label"])):
+            digest.update(f"{sha}:{label}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+def canonical_class(folder_name: str) -> str | None:
+    """Map a class folder name to one of :data:`CLASSES`, or None when it is not one."""
+    key = re.sub(r"\([^)]*\)", "", folder_name)
+    key = re.sub(r"[^a-z0-9]", "", key.lower())
+    return _ALIASES.get(key)
+
+
+def scan(
+    root: str | os.PathLike,
+    *,
+    n_jobs: int = 4,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+) -> Manifest:
+    """Read every image under ``root`` once: hash, check it decodes, note its geometry.
+
+    Raises:
+        DatasetError: ``root`` is missing, a folder is not a known class, no image is usable,
+            or the same bytes are filed under two classes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder; point --data at a folder of class folders")
+    layout, class_dirs = _find_class_dirs(root)
+    warnings: list[str] = []
+    skipped: list[SkippedFile] = []
+    candidates: list[tuple[Path, str, str]] = []
+    for class_dir, label, given_split in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES]
+        skipped += [
+            SkippedFile(p, f"not an image file type ({p.suffix or 'no extension'}); "
+                           "move it out of the class folder")
+            for p in files if p.suffix.lower() not in SUPPORTED_SUFFIXES
+        ]
+        if not images:
+            warnings.append(f"{class_dir}: empty class folder ({label}), ignored; add images or remove it")
+        candidates += [(p, label, given_split) for p in images]
+
+    rows: list[dict] = []
+    with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
+        results = pool.map(lambda c: _read_one(c[0], max_pixels), candidates)
+        for (path, label, given_split), result in tqdm(
+            zip(candidates, results), total=len(candidates), desc="scan", unit="img",
+            disable=_progress_disabled(progress, len(candidates)),
+        ):
+            if isinstance(result, SkippedFile):
+                skipped.append(result)
+            else:
+                rows.append({"path": path, "label": label, **result, "given_split": given_split})
+
+    for s in skipped:
+        log.warning("skipped %s", s.reason if str(s.path) in s.reason else f"{s.path}: {s.reason}")
+    frame = pd.DataFrame(rows, columns=["path", "label", "sha256", "width", "height", "bytes",
+                                        "mode", "format", "given_split"])
+    frame, dropped = _resolve_duplicates(frame)
+    for kept_out, kept in dropped:
+        log.warning("dropped %s: same bytes as %s (exact duplicate in one class)", kept_out, kept)
+    for w in warnings:
+        log.warning(w)
+    if frame.empty:
+        raise DatasetError(
+            f"{root}: no usable image found ({len(skipped)} skipped); expected class folders "
+            f"such as {', '.join(CLASSES)} holding JPEG, PNG, BMP or TIFF pages"
+        )
+    return Manifest(root=root, layout=layout, frame=frame.reset_index(drop=True), skipped=skipped,
+                    dropped_duplicates=dropped, warnings=warnings)
+
+
+def assign_splits(
+    manifest: Manifest,
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    split_file: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Return the manifest frame with a ``split`` column (train / validation / holdout).
+
+    The split is stratified by class and saved as CSV beside the data (``smartecg_split.csv``;
+    in a per-user cache when the data folder is read-only), keyed by content hash. A rerun
+    reuses it: images already assigned keep their split, and new images go to ``train``, so the
+    holdout never changes under a model. Images a ``train/val/test`` layout placed keep their
+    place. Exact duplicates were merged by :func:`scan`, so none can straddle two splits.
+    """
+    if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
+    frame = manifest.frame.copy()
+    path = Path(split_file) if split_file else _split_file_for(manifest.root)
+    saved = _read_split_file(path)
+
+    frame["split"] = frame["given_split"].where(frame["given_split"] != "", None)
+    if saved is not None:
+        reused = frame["split"].isna() & frame["sha256"].isin(saved.index)
+        frame.loc[reused, "split"] = frame.loc[reused, "sha256"].map(saved)
+        new = frame["split"].isna()
+        if new.any():
+            log.info("split: %d new image(s) go to train; saved split in %s kept", int(new.sum()), path)
+        frame.loc[new, "split"] = "train"
+    else:
+        _stratified_fill(frame, fractions, seed)
+
+    _check_every_split_has_every_class(frame)
+    _write_split_file(path, frame, seed, fractions)
+    return frame
+
+
+def _stratified_fill(frame: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> None:
+    has_val = (frame["split"] == "validation").any()
+    has_holdout = (frame["split"] == "holdout").any()
+    for label, group in frame[frame["split"].isna()].groupby("label", sort=True):
+        # Sorting by content hash first makes the split independent of file names and order.
+        order = group.sort_values("sha256").index.to_numpy()
+        order = order[np.random.default_rng([seed, CLASSES.index(label)]).permutation(len(order))]
+        wanted = [s for s, given in (("validation", has_val), ("holdout", has_holdout)) if not given]
+        n_out = {s: max(1, round(len(order) * fractions[SPLITS.index(s)])) for s in wanted}
+        if len(order) - sum(n_out.values()) < 1:
+            raise DatasetError(
+                f"class {label} has {len(order)} image(s) to split; a train/validation/holdout "
+                f"split needs at least {len(wanted) + 1} per class: add images or remove the class folder"
+            )
+        start = 0
+        for split in wanted:
+            frame.loc[order[start:start + n_out[split]], "split"] = split
+            start += n_out[split]
+        frame.loc[order[start:], "split"] = "train"
+
+
+def _check_every_split_has_every_class(frame: pd.DataFrame) -> None:
+    for label, group in frame.groupby("label", sort=True):
+        missing = sorted(set(SPLITS) - set(group["split"]))
+        if missing:
+            raise DatasetError(
+                f"class {label} has no image in the {', '.join(missing)} split "
+                f"({len(group)} image(s) in all): add images, or delete the saved split file to re-split"
+            )
+
+
+def _split_file_for(root: Path) -> Path:
+    beside = root / SPLIT_FILE
+    if _writable(root) and (not beside.exists() or _writable(beside)):
+        return beside
+    cache = Path(os.environ.get("SMARTECG_CACHE", Path.home() / ".cache" / "smartecg")) / "splits"
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return cache / f"{root.name}-{key}.csv"
+
+
+def _writable(path: Path) -> bool:
+    # The mode bits count too: a folder marked read-only stays untouched even when run as root.
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & stat.S_IWUSR)
+
+
+def _read_split_file(path: Path) -> pd.Series | None:
+    if not path.exists():
+        return None
+    try:
+        saved = pd.read_csv(path, comment="#", dtype=str)
+        if not {"sha256", "split"} <= set(saved.columns) or not saved["split"].isin(SPLITS).all():
+            raise ValueError("unexpected columns or split names")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"{path}: unreadable split file ({exc}); delete it to re-split") from None
+    return saved.set_index("sha256")["split"]
+
+
+def _write_split_file(path: Path, frame: pd.DataFrame, seed: int, fractions) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = frame[["sha256", "label", "split"]].assign(
+        path=[_relative(p, path.parent) for p in frame["path"]]
+    ).sort_values(["split", "label", "sha256"])
+    header = f"{_SPLIT_HEADER} seed={seed} fractions={','.join(f'{f:g}' for f in fractions)}\n"
+    # Write-then-rename: a crash never leaves a half-written split that would shift the holdout.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".split-", suffix=".csv")
+    with os.fdopen(fd, "w", newline="") as fh:
+        fh.write(header)
+        out.to_csv(fh, index=False)
+    os.replace(tmp, path)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # different drives on Windows
+        return str(path)
+
+
+def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_dirs = [(d, _SPLIT_FOLDERS[d.name.lower()]) for d in subdirs if d.name.lower() in _SPLIT_FOLDERS]
+    if any(split == "train" for _, split in split_dirs):
+        layout, parents = "split", split_dirs
+    else:
+        layout, parents = "flat", [(root, "")]
+    found = []
+    for parent, given_split in parents:
+        for d in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            label = canonical_class(d.name)
+            if label is None:
+                raise DatasetError(
+                    f"{d}: unknown class folder {d.name!r}; expected one of {', '.join(CLASSES)} "
+                    "(or the public dataset's folder names): rename or remove it"
+                )
+            found.append((d, label, given_split))
+    if not found:
+        raise DatasetError(
+            f"{root}: no class folders found; expected {root}/<Class>/ or {root}/train/<Class>/ "
+            f"with <Class> one of {', '.join(CLASSES)}"
+        )
+    return layout, found
+
+
+def _read_one(path: Path, max_pixels: int) -> dict | SkippedFile:
+    try:
+        data = path.read_bytes()
+        info = probe_bytes(data, str(path), max_pixels=max_pixels)
+    except ImageReadError as exc:
+        return SkippedFile(path, f"{exc.reason}; {exc.hint}")
+    except OSError as exc:
+        return SkippedFile(path, f"cannot read file ({exc.strerror or exc}); check permissions")
+    return {"sha256": hashlib.sha256(data).hexdigest(), "width": info.width, "height": info.height,
+            "bytes": len(data), "mode": info.mode, "format": info.format}
+
+
+def _resolve_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[Path, Path]]]:
+    dropped: list[tuple[Path, Path]] = []
+    keep = np.ones(len(frame), dtype=bool)
+    for sha, group in frame[frame.duplicated("sha256", keep=False)].groupby("sha256"):
+        labels = sorted(set(group["label"]))
+        if len(labels) > 1:
+            paths = " and ".join(str(p) for p in group["path"])
+            raise DatasetError(
+                f"the same image is filed under {' and '.join(labels)}: {paths}; "
+                "keep it in the one right class folder"
+            )
+        ranked = group.assign(_rank=group["given_split"].map(_SPLIT_PRIORITY)).sort_values(["_rank", "path"])
+        kept_path = ranked["path"].iloc[0]
+        for idx in ranked.index[1:]:
+            keep[frame.index.get_loc(idx)] = False
+            dropped.append((frame.at[idx, "path"], kept_path))
+    return frame[keep], dropped
+
+
+def _progress_disabled(progress: bool | None, total: int) -> bool | None:
+    if progress is None:
+        return True if total < 200 else None  # None: tqdm shows it only on a terminal
+    return not progress
