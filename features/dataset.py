@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from features._progress import progress_disabled
 from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes
 
 __all__ = [
@@ -162,7 +163,7 @@ def scan(
         results = pool.map(lambda c: _read_one(c[0], max_pixels), candidates)
         for (path, label, given_split), result in tqdm(
             zip(candidates, results), total=len(candidates), desc="scan", unit="img",
-            disable=_progress_disabled(progress, len(candidates)),
+            disable=progress_disabled(progress, len(candidates), threshold=200),
         ):
             if isinstance(result, SkippedFile):
                 skipped.append(result)
@@ -221,6 +222,7 @@ def assign_splits(
 
     _check_every_split_has_every_class(frame)
     _write_split_file(path, frame, seed, fractions)
+    frame.attrs["split_file"] = str(path)
     return frame
 
 
@@ -357,8 +359,3 @@ def _resolve_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[P
             dropped.append((frame.at[idx, "path"], kept_path))
     return frame[keep], dropped
 
-
-def _progress_disabled(progress: bool | None, total: int) -> bool | None:
-    if progress is None:
-        return True if total < 200 else None  # None: tqdm shows it only on a terminal
-    return not progress

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from features._progress import progress_disabled
 from features.dataset import CLASSES
 
 __all__ = ["LEADS", "SyntheticPage", "generate_dataset", "make_page"]
@@ -126,11 +127,10 @@ def generate_dataset(
     for label in CLASSES:
         (out / label).mkdir(parents=True, exist_ok=True)
     n_jobs = n_jobs or min(len(jobs), os.cpu_count() or 1)
-    disable = (len(jobs) < 50) if progress is None else not progress
     records = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_write_page)(out, label, i, seed, confound_covid) for label, i in jobs
     )
-    records = list(tqdm(records, total=len(jobs), desc="synth", unit="page", disable=disable))
+    records = list(tqdm(records, total=len(jobs), desc="synth", unit="page", disable=progress_disabled(progress, len(jobs))))
     with open(out / "synthetic_meta.jsonl", "w") as fh:
         for record in records:
             fh.write(json.dumps(record) + "\n")
