@@ -199,41 +199,44 @@ def assign_splits(
 
     The split is stratified by class and saved as CSV beside the data (``smartecg_split.csv``;
     in a per-user cache when the data folder is read-only), keyed by content hash. A rerun
-    reuses it: images already assigned keep their split, and new images go to ``train``, so the
-    holdout never changes under a model. Images a ``train/val/test`` layout placed keep their
-    place. Exact duplicates were merged by :func:`scan`, so none can straddle two splits.
+    reuses it: images already assigned keep their split, even after being away for a run; new
+    images of known classes go to ``train``, so the holdout never changes under a model; a class
+    the saved split has never seen gets a stratified split of its own. Images that a
+    ``val/`` or ``test/`` folder placed keep their place; ``train/`` images are split further
+    when a validation or holdout set is missing. Exact duplicates were merged by :func:`scan`,
+    so none can straddle two splits.
     """
     if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
     frame = manifest.frame.copy()
-    path = Path(split_file) if split_file else _split_file_for(manifest.root)
-    saved = _read_split_file(path)
+    read_path, write_path = _split_paths(manifest.root, split_file)
+    saved, header = _read_split_file(read_path) if read_path else (None, None)
 
-    frame["split"] = frame["given_split"].where(frame["given_split"] != "", None)
+    given = frame["given_split"]
+    frame["split"] = given.where(given.isin(["validation", "holdout"]), None)
     if saved is not None:
-        reused = frame["split"].isna() & frame["sha256"].isin(saved.index)
-        frame.loc[reused, "split"] = frame.loc[reused, "sha256"].map(saved)
-        new = frame["split"].isna()
+        known = frame["split"].isna() & frame["sha256"].isin(saved.index)
+        frame.loc[known, "split"] = frame.loc[known, "sha256"].map(saved["split"])
+        new = frame["split"].isna() & frame["label"].isin(set(saved["label"]))
         if new.any():
-            log.info("split: %d new image(s) go to train; saved split in %s kept", int(new.sum()), path)
+            log.info("split: %d new image(s) go to train; saved split in %s kept", int(new.sum()), read_path)
         frame.loc[new, "split"] = "train"
-    else:
-        _stratified_fill(frame, fractions, seed)
+    _stratified_fill(frame, fractions, seed)
 
     _check_every_split_has_every_class(frame)
-    _write_split_file(path, frame, seed, fractions)
-    frame.attrs["split_file"] = str(path)
+    _write_split_file(write_path, frame, saved, header or _header(seed, fractions))
+    frame.attrs["split_file"] = str(write_path)
     return frame
 
 
 def _stratified_fill(frame: pd.DataFrame, fractions: tuple[float, float, float], seed: int) -> None:
-    has_val = (frame["split"] == "validation").any()
-    has_holdout = (frame["split"] == "holdout").any()
+    """Assign the images without a split, class by class, carving out what each class lacks."""
     for label, group in frame[frame["split"].isna()].groupby("label", sort=True):
+        assigned = set(frame.loc[frame["label"] == label, "split"].dropna())
         # Sorting by content hash first makes the split independent of file names and order.
         order = group.sort_values("sha256").index.to_numpy()
         order = order[np.random.default_rng([seed, CLASSES.index(label)]).permutation(len(order))]
-        wanted = [s for s, given in (("validation", has_val), ("holdout", has_holdout)) if not given]
+        wanted = [s for s in ("validation", "holdout") if s not in assigned]
         n_out = {s: max(1, round(len(order) * fractions[SPLITS.index(s)])) for s in wanted}
         if len(order) - sum(n_out.values()) < 1:
             raise DatasetError(
@@ -257,13 +260,21 @@ def _check_every_split_has_every_class(frame: pd.DataFrame) -> None:
             )
 
 
-def _split_file_for(root: Path) -> Path:
+def _split_paths(root: Path, split_file) -> tuple[Path | None, Path]:
+    """Where to read a saved split from, and where to write it."""
+    if split_file:
+        path = Path(split_file)
+        return (path if path.exists() else None), path
     beside = root / SPLIT_FILE
     if _writable(root) and (not beside.exists() or _writable(beside)):
-        return beside
-    cache = Path(os.environ.get("SMARTECG_CACHE", Path.home() / ".cache" / "smartecg")) / "splits"
-    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return cache / f"{root.name}-{key}.csv"
+        write = beside
+    else:
+        cache = Path(os.environ.get("SMARTECG_CACHE", Path.home() / ".cache" / "smartecg")) / "splits"
+        key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+        write = cache / f"{root.name}-{key}.csv"
+    # The cache copy, once made, carries everything the file beside the data had, and more.
+    read = write if write.exists() else (beside if beside.exists() else None)
+    return read, write
 
 
 def _writable(path: Path) -> bool:
@@ -271,28 +282,38 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & stat.S_IWUSR)
 
 
-def _read_split_file(path: Path) -> pd.Series | None:
-    if not path.exists():
-        return None
+def _header(seed: int, fractions) -> str:
+    return f"{_SPLIT_HEADER} seed={seed} fractions={','.join(f'{f:g}' for f in fractions)}"
+
+
+def _read_split_file(path: Path) -> tuple[pd.DataFrame, str]:
     try:
+        with open(path) as fh:
+            header = fh.readline().strip()
         saved = pd.read_csv(path, comment="#", dtype=str)
-        if not {"sha256", "split"} <= set(saved.columns) or not saved["split"].isin(SPLITS).all():
+        if not {"sha256", "label", "split"} <= set(saved.columns) or not saved["split"].isin(SPLITS).all():
             raise ValueError("unexpected columns or split names")
     except (ValueError, pd.errors.ParserError) as exc:
         raise DatasetError(f"{path}: unreadable split file ({exc}); delete it to re-split") from None
-    return saved.set_index("sha256")["split"]
+    if not header.startswith(_SPLIT_HEADER):
+        header = ""
+    return saved.drop_duplicates("sha256").set_index("sha256"), header
 
 
-def _write_split_file(path: Path, frame: pd.DataFrame, seed: int, fractions) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_split_file(path: Path, frame: pd.DataFrame, saved: pd.DataFrame | None, header: str) -> None:
     out = frame[["sha256", "label", "split"]].assign(
         path=[_relative(p, path.parent) for p in frame["path"]]
-    ).sort_values(["split", "label", "sha256"])
-    header = f"{_SPLIT_HEADER} seed={seed} fractions={','.join(f'{f:g}' for f in fractions)}\n"
+    )
+    if saved is not None:
+        # Images absent this time keep their row, so they come back to the split they had.
+        away = saved[~saved.index.isin(frame["sha256"])].reset_index()
+        out = pd.concat([out, away[[c for c in out.columns if c in away.columns]]], ignore_index=True)
+    out = out.sort_values(["split", "label", "sha256"])
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Write-then-rename: a crash never leaves a half-written split that would shift the holdout.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".split-", suffix=".csv")
     with os.fdopen(fd, "w", newline="") as fh:
-        fh.write(header)
+        fh.write(header + "\n")
         out.to_csv(fh, index=False)
     os.replace(tmp, path)
 
@@ -309,6 +330,10 @@ def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
     split_dirs = [(d, _SPLIT_FOLDERS[d.name.lower()]) for d in subdirs if d.name.lower() in _SPLIT_FOLDERS]
     if any(split == "train" for _, split in split_dirs):
         layout, parents = "split", split_dirs
+        stray = [d.name for d in subdirs if d.name.lower() not in _SPLIT_FOLDERS]
+        if stray:
+            log.warning("%s: folders beside train/ are ignored: %s; move them into train/, val/ or test/",
+                        root, ", ".join(stray))
     else:
         layout, parents = "flat", [(root, "")]
     found = []

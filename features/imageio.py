@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -36,6 +38,9 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "TIFF"})
 DEFAULT_MAX_PIXELS = 80_000_000
 
 _EXIF_ORIENTATION = 0x0112
+# Pillow's decompression-bomb limit is a process-wide global; it is lifted only for the header
+# parse inside this lock, so that our per-call max_pixels (and its message) decides.
+_PIL_LIMIT_LOCK = threading.Lock()
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 _WHITE = (255, 255, 255, 255)
 
@@ -64,11 +69,11 @@ def probe_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
     The whole entropy-coded stream is decoded (so truncation is caught), but JPEGs only at 1/8
     scale, which costs a few milliseconds for a full ECG page.
     """
-    im = _open(data, name, max_pixels)
-    info = ImageInfo(*_displayed_size(im), mode=im.mode, format=im.format)
-    if im.format in ("JPEG", "MPO"):
-        im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
-    _decode(im, name)
+    with _open(data, name, max_pixels) as im:
+        info = ImageInfo(*_displayed_size(im), mode=im.mode, format=im.format)
+        if im.format in ("JPEG", "MPO"):
+            im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
+        _decode(im, name)
     return info
 
 
@@ -97,13 +102,15 @@ def load_image(
     if size is not None and max_side is not None:
         raise ValueError("give either size or max_side, not both")
     if isinstance(source, np.ndarray):
-        im, name = _array_to_image(source), "<array>"
-    elif isinstance(source, Image.Image):
-        im, name = source, "<image>"
-    else:
-        name = _name_of(source)
-        im = _open(source, name, max_pixels)
+        return _load(_array_to_image(source), "<array>", size, max_side, mode)
+    if isinstance(source, Image.Image):
+        return _load(source, "<image>", size, max_side, mode)
+    name = _name_of(source)
+    with _open(source, name, max_pixels) as im:  # closed also when decoding fails
+        return _load(im, name, size, max_side, mode)
 
+
+def _load(im: Image.Image, name: str, size, max_side, mode: str) -> np.ndarray:
     target = _target_size(_displayed_size(im), size, max_side)
     if im.format in ("JPEG", "MPO") and target is not None:
         raw_target = target[::-1] if _orientation(im) in _TRANSPOSING_ORIENTATIONS else target
@@ -134,7 +141,7 @@ def _open(source, name: str, max_pixels: int) -> Image.Image:
             raise ImageReadError(name, "empty file (0 bytes)", "re-export or remove it")
         if isinstance(source, io.BytesIO) and source.getbuffer().nbytes == 0:
             raise ImageReadError(name, "empty file (0 bytes)", "re-export or remove it")
-        im = Image.open(source)
+        im = _open_without_pillow_limit(source)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -143,30 +150,42 @@ def _open(source, name: str, max_pixels: int) -> Image.Image:
         raise ImageReadError(
             name, "not an image Pillow can read", "use JPEG, PNG, BMP or TIFF, or remove the file"
         ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(name, f"image too large ({exc})", "downscale it before use") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(name, f"corrupt image header ({exc})", "re-export or remove it") from None
     if im.format not in SUPPORTED_FORMATS:
+        im.close()
         raise ImageReadError(
             name, f"unsupported image format {im.format}", "convert it to JPEG, PNG, BMP or TIFF"
         )
     pixels = im.width * im.height
     if pixels > max_pixels:
+        im.close()
         raise ImageReadError(
             name,
-            f"image is {im.width}x{im.height} = {pixels / 1e6:.0f} megapixels, above the "
-            f"{max_pixels / 1e6:.0f} MP limit (possible decompression bomb)",
+            f"image is {im.width}x{im.height} ({_megapixels(pixels)} megapixels), above the "
+            f"{_megapixels(max_pixels)} MP limit (possible decompression bomb)",
             "downscale it, or raise max_pixels if the file is trusted",
         )
     return im
 
 
+def _open_without_pillow_limit(fp) -> Image.Image:
+    with _PIL_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(fp)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g}"
+
+
 def _decode(im: Image.Image, name: str) -> None:
     try:
         im.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(name, f"image too large ({exc})", "downscale it before use") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = "truncated image data" if "truncat" in str(exc).lower() else f"corrupt image data ({exc})"
         raise ImageReadError(name, reason, "re-export or re-download it, or remove the file") from None
@@ -232,4 +251,6 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
         array = array[..., 0]
     if np.issubdtype(array.dtype, np.floating):
         array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
-    return Image.fromarray(array.astype(np.uint8))
+    elif array.dtype != np.uint8 and array.ndim == 2 and array.max(initial=0) > 255:
+        return Image.fromarray(np.clip(array, 0, 65535).astype(np.uint16))  # 16-bit greyscale
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
