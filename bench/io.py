@@ -5,8 +5,7 @@ same process, interleaved pass by pass, after the OS file cache has been warmed,
 measures decoding work rather than disk speed or machine drift. It prints figures and asserts
 nothing.
 
-    cd /work/main && /tmp/probe/bin/python bench/io.py [--data DIR] [--sizes 1024,512]
-                                                     [--repeat 3] [--limit N]
+    python bench/io.py [--data DIR] [--sizes 1024,512] [--repeat 3] [--limit N]
 """
 from __future__ import annotations
 
@@ -19,18 +18,19 @@ if str(REPO_ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import random  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from features.dataset import CLASSES  # noqa: E402
+from features.imageio import SUPPORTED_SUFFIXES as SUFFIXES  # noqa: E402
 from features.imageio import load_image  # noqa: E402
+from features.synthetic import generate_dataset  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "ecg-real-sample"
-SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 TARGET_RATIO = 2.0
 SYNTHETIC_PAGES = 40
 
@@ -39,41 +39,10 @@ def collect(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def _draw_page(path: Path, rng: random.Random) -> None:
-    """A plain 2213x1572 RGB page: white paper, pink grid, a few black traces."""
-    w, h = 2213, 1572
-    im = Image.new("RGB", (w, h), (255, 255, 255))
-    draw = ImageDraw.Draw(im)
-    for x in range(0, w, 12):
-        draw.line([(x, 0), (x, h)], fill=(255, 190, 200) if x % 60 else (240, 140, 160), width=1)
-    for y in range(0, h, 12):
-        draw.line([(0, y), (w, y)], fill=(255, 190, 200) if y % 60 else (240, 140, 160), width=1)
-    for row in range(6):
-        base = 160 + row * 230
-        points, x = [], 40
-        while x < w - 40:
-            beat = (x // 4) % 90
-            y = base - (rng.randint(80, 140) if beat == 10 else rng.randint(-4, 4))
-            points.append((x, y))
-            x += 4
-        draw.line(points, fill=(0, 0, 0), width=2)
-    im.save(path, "JPEG", quality=90)
-
-
 def make_synthetic(out_dir: Path, pages: int = SYNTHETIC_PAGES, seed: int = 0) -> str:
-    """Fill ``out_dir`` with about ``pages`` test pages; return how they were made."""
-    try:
-        from features.synthetic import generate_dataset  # type: ignore[import-not-found]
-
-        generate_dataset(out_dir, per_class=max(1, pages // 5), seed=seed)
-        if collect(out_dir):
-            return "features.synthetic.generate_dataset"
-    except (ImportError, AttributeError):
-        pass
-    rng = random.Random(seed)
-    for i in range(pages):
-        _draw_page(out_dir / f"page_{i:03d}.jpg", rng)
-    return "Pillow-drawn 2213x1572 JPEG pages"
+    """Fill ``out_dir`` with about ``pages`` synthetic ECG pages; return how they were made."""
+    generate_dataset(out_dir, per_class=max(1, pages // len(CLASSES)), seed=seed)
+    return "features.synthetic.generate_dataset"
 
 
 def target_size(width: int, height: int, max_side: int) -> tuple[int, int] | None:

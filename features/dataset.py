@@ -171,7 +171,7 @@ def scan(
                 rows.append({"path": path, "label": label, **result, "given_split": given_split})
 
     for s in skipped:
-        log.warning("skipped %s", s.reason if str(s.path) in s.reason else f"{s.path}: {s.reason}")
+        log.warning("skipped %s: %s", s.path, s.reason)
     frame = pd.DataFrame(rows, columns=["path", "label", "sha256", "width", "height", "bytes",
                                         "mode", "format", "given_split"])
     frame, dropped = _resolve_duplicates(frame)
