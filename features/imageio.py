@@ -137,9 +137,7 @@ def _open(source, name: str, max_pixels: int) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     try:
-        if isinstance(source, (str, os.PathLike)) and Path(source).stat().st_size == 0:
-            raise ImageReadError(name, "empty file (0 bytes)", "re-export or remove it")
-        if isinstance(source, io.BytesIO) and source.getbuffer().nbytes == 0:
+        if _byte_count(source) == 0:
             raise ImageReadError(name, "empty file (0 bytes)", "re-export or remove it")
         im = _open_without_pillow_limit(source)
     except ImageReadError:
@@ -167,6 +165,14 @@ def _open(source, name: str, max_pixels: int) -> Image.Image:
             "downscale it, or raise max_pixels if the file is trusted",
         )
     return im
+
+
+def _byte_count(source) -> int | None:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stat().st_size
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().nbytes
+    return None  # a stream of unknown length: Pillow will say if it is empty
 
 
 def _open_without_pillow_limit(fp) -> Image.Image:
