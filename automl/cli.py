@@ -76,11 +76,12 @@ def _positive_int(text: str) -> int:
 
 
 def _data_synth(args) -> int:
+    from features.dataset import CLASSES
     from features.synthetic import generate_dataset
 
     out = generate_dataset(args.out, args.per_class, args.seed, confound_covid=args.confound_covid,
                            n_jobs=args.jobs)
-    print(f"wrote {5 * args.per_class} synthetic pages to {out} (ground truth: {out / 'synthetic_meta.jsonl'})")
+    print(f"wrote {len(CLASSES) * args.per_class} synthetic pages to {out} (ground truth: {out / 'synthetic_meta.jsonl'})")
     return 0
 
 

@@ -88,7 +88,7 @@ def _pie_chart(counts: dict, path: Path) -> Path:
 def _sample_grid(manifest: Manifest, path: Path, per_class: int, seed: int) -> Path:
     classes = manifest.classes
     fig = Figure(figsize=(4.2 * per_class, 3.0 * len(classes)), dpi=100)
-    axes = np.atleast_2d(fig.subplots(len(classes), per_class, squeeze=False))
+    axes = fig.subplots(len(classes), per_class, squeeze=False)
     rng = np.random.default_rng(seed)
     for row, label in enumerate(classes):
         paths = manifest.frame.loc[manifest.frame["label"] == label, "path"].tolist()

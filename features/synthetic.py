@@ -208,11 +208,10 @@ def _signals_for(label: str, heart_rate: float, rng: np.random.Generator) -> tup
         x = np.zeros_like(t)
         for b, r in enumerate(beats):
             if -0.8 < r < DURATION + 0.8:
-                mean_rr = rr[b]
                 if b in pvc_beats:
                     x += _pvc_beat(t, r, amp[lead], rng)
                 else:
-                    x += _sinus_beat(t, r, amp[lead], mean_rr, st[lead], q_width[lead])
+                    x += _sinus_beat(t, r, amp[lead], rr[b], st[lead], q_width[lead])
         if fibrillation:
             weight = 1.5 if lead in ("II", "III", "aVF", "V1") else 0.8
             x += weight * fibrillation * sum(np.sin(2 * np.pi * f * t + p) for f, p in f_waves) / 1.7
