@@ -46,29 +46,29 @@ def _build_parser() -> argparse.ArgumentParser:
 
     synth = data_commands.add_parser("synth", help="write synthetic 12-lead pages for demos and tests")
     synth.add_argument("out", help="output folder (OUT/<Class>/*.jpg)")
-    synth.add_argument("--per-class", type=_positive_int, default=20, help="pages per class (default 20)")
+    synth.add_argument("--per-class", type=positive_int, default=20, help="pages per class (default 20)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--confound-covid", action="store_true",
                        help="make COVID pages smaller portrait scans, like the public dataset's trap")
-    synth.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    synth.add_argument("--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     synth.set_defaults(handler=_data_synth)
 
     report = data_commands.add_parser("report", help="EDA charts, sample pages and the shortcut audit")
     report.add_argument("data", help="dataset folder (<Class>/ or train/<Class>/)")
     report.add_argument("--out", required=True, help="folder for the PNG files, summary.json and report.md")
     report.add_argument("--seed", type=int, default=0)
-    report.add_argument("--jobs", type=_positive_int, default=4, help="reader threads (default 4)")
+    report.add_argument("--jobs", type=positive_int, default=4, help="reader threads (default 4)")
     report.set_defaults(handler=_data_report)
 
     split = data_commands.add_parser("split", help="scan a dataset and make (or show) its saved split")
     split.add_argument("data", help="dataset folder")
     split.add_argument("--seed", type=int, default=0)
-    split.add_argument("--jobs", type=_positive_int, default=4)
+    split.add_argument("--jobs", type=positive_int, default=4)
     split.set_defaults(handler=_data_split)
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")

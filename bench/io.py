@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from automl.cli import positive_int  # noqa: E402
 from features.dataset import CLASSES  # noqa: E402
 from features.imageio import SUPPORTED_SUFFIXES as SUFFIXES  # noqa: E402
 from features.imageio import load_image  # noqa: E402
@@ -91,13 +92,6 @@ def parse_sizes(text: str) -> list[int]:
     if not sizes or any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"--sizes must be positive integers, got {text!r}")
     return sizes
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
