@@ -8,6 +8,7 @@ decoder failure into one :class:`ImageReadError` that names the file and says wh
 from __future__ import annotations
 
 import io
+import math
 import os
 import threading
 import warnings
@@ -25,6 +26,8 @@ __all__ = [
     "ImageInfo",
     "ImageReadError",
     "load_image",
+    "load_image_and_size",
+    "source_name",
     "probe_bytes",
 ]
 
@@ -51,6 +54,10 @@ class ImageReadError(ValueError):
     def __init__(self, name: str, reason: str, hint: str):
         self.name, self.reason, self.hint = name, reason, hint
         super().__init__(f"{name}: {reason}; {hint}")
+
+    def __reduce__(self):
+        # Rebuilt from its three fields, so the error crosses process pools (joblib) intact.
+        return type(self), (self.name, self.reason, self.hint)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ def load_image(
     size: tuple[int, int] | None = None,
     *,
     max_side: int | None = None,
+    min_side: int | None = None,
     mode: str = "L",
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
@@ -91,27 +99,49 @@ def load_image(
         source: a path, raw bytes, a binary file object, a PIL image or an array.
         size: exact output ``(width, height)``; the aspect ratio is not kept.
         max_side: alternatively, shrink so that the longer side is at most this (never enlarges).
+        min_side: alternatively, the fastest reduction that keeps the longer side at least this:
+            JPEG draft scaling or an integer box reduction, never a resampling pass.
         mode: ``"L"`` for a (H, W) greyscale array or ``"RGB"`` for (H, W, 3).
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
 
     Transparent areas become white paper; 16-bit images keep their full range; CMYK, palette and
     bilevel images are converted; EXIF orientation is applied.
     """
+    return load_image_and_size(source, size, max_side=max_side, min_side=min_side, mode=mode,
+                               max_pixels=max_pixels)[0]
+
+
+def load_image_and_size(
+    source: ImageSource,
+    size: tuple[int, int] | None = None,
+    *,
+    max_side: int | None = None,
+    min_side: int | None = None,
+    mode: str = "L",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_image`, plus the page's ``(width, height)`` as displayed, before any shrinking."""
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
-    if size is not None and max_side is not None:
-        raise ValueError("give either size or max_side, not both")
+    if sum(option is not None for option in (size, max_side, min_side)) > 1:
+        raise ValueError("give at most one of size, max_side and min_side")
+    if min_side is not None and min_side < 1:
+        raise ValueError(f"min_side must be positive, got {min_side}")
+    name = source_name(source)
     if isinstance(source, np.ndarray):
-        return _load(_array_to_image(source), "<array>", size, max_side, mode)
-    if isinstance(source, Image.Image):
-        return _load(source, "<image>", size, max_side, mode)
-    name = _name_of(source)
-    with _open(source, name, max_pixels) as im:  # closed also when decoding fails
-        return _load(im, name, size, max_side, mode)
+        source = _array_to_image(source)
+    elif not isinstance(source, Image.Image):
+        with _open(source, name, max_pixels) as im:  # closed also when decoding fails
+            shown = _displayed_size(im)  # before draft() shrinks im.size
+            return _load(im, name, size, max_side, min_side, mode), shown
+    return _load(source, name, size, max_side, min_side, mode), _displayed_size(source)
 
 
-def _load(im: Image.Image, name: str, size, max_side, mode: str) -> np.ndarray:
-    target = _target_size(_displayed_size(im), size, max_side)
+def _load(im: Image.Image, name: str, size, max_side, min_side, mode: str) -> np.ndarray:
+    shown = _displayed_size(im)
+    if min_side is not None:
+        return _load_reduced(im, name, shown, min_side, mode)
+    target = _target_size(shown, size, max_side)
     if im.format in ("JPEG", "MPO") and target is not None:
         raw_target = target[::-1] if _orientation(im) in _TRANSPOSING_ORIENTATIONS else target
         draft_mode = "L" if mode == "L" and im.mode == "RGB" else None
@@ -125,7 +155,26 @@ def _load(im: Image.Image, name: str, size, max_side, mode: str) -> np.ndarray:
     return _to_float(im, mode)
 
 
-def _name_of(source) -> str:
+def _load_reduced(im: Image.Image, name: str, shown: tuple[int, int], min_side: int, mode: str) -> np.ndarray:
+    scale = min_side / max(shown)
+    if im.format in ("JPEG", "MPO") and scale < 1:
+        # draft() picks the smallest 1/2, 1/4 or 1/8 scale that is still at least this size.
+        request = (math.ceil(im.width * scale), math.ceil(im.height * scale))
+        im.draft("L" if mode == "L" and im.mode == "RGB" else None, request)
+    _decode(im, name)
+    im = _normalise_mode(ImageOps.exif_transpose(im), mode)
+    factor = max(im.size) // min_side
+    if factor >= 2:
+        im = im.reduce(factor)  # integer box average: keeps thin traces as grey, and is cheap
+    return _to_float(im, mode)
+
+
+def source_name(source: ImageSource) -> str:
+    """How messages name ``source``: its path, or what kind of in-memory image it is."""
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if isinstance(source, Image.Image):
+        return "<image>"
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     if isinstance(source, (bytes, bytearray, memoryview)):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from features.imageio import DEFAULT_MAX_PIXELS, ImageInfo, ImageReadError, load_image, probe_bytes
+from features.imageio import DEFAULT_MAX_PIXELS, ImageInfo, ImageReadError, load_image, load_image_and_size, probe_bytes
 
 W, H = 200, 150  # default test page size (width, height)
 EXIF_ORIENTATION = 0x0112
@@ -248,7 +248,7 @@ def test_invalid_arguments_raise_value_error(tmp_path):
     path = save(halves_l(), tmp_path / "grey.png")
     with pytest.raises(ValueError, match="mode"):
         load_image(path, mode="CMYK")
-    with pytest.raises(ValueError, match="size or max_side"):
+    with pytest.raises(ValueError, match="at most one of size, max_side and min_side"):
         load_image(path, size=(10, 10), max_side=10)
     with pytest.raises(ValueError, match="positive"):
         load_image(path, size=(0, 10))
@@ -602,3 +602,35 @@ def test_failed_load_closes_the_file(tmp_path, case):
         gc.collect()
     leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert not leaks, [str(w.message) for w in leaks]
+
+
+@pytest.mark.parametrize(
+    "suffix, stored_size, min_side, shape",
+    [
+        (".jpg", (2213, 1572), 512, (393, 554)),  # JPEG draft at 1/4: the long side stays >= 512
+        (".jpg", (2213, 1572), 2000, (1572, 2213)),  # 1/2 would fall short: full size
+        (".png", (2213, 1572), 512, (393, 554)),  # no draft: an integer box reduction by 4
+        (".png", (300, 200), 512, (200, 300)),  # never enlarges
+    ],
+)
+def test_min_side_is_the_cheapest_reduction_that_keeps_the_long_side(tmp_path, suffix, stored_size, min_side, shape):
+    im = Image.new("RGB", stored_size, "white")
+    ImageDraw.Draw(im).rectangle([0, 0, stored_size[0] // 2 - 1, stored_size[1]], fill="black")
+    path = save(im, tmp_path / f"page{suffix}")
+    a, shown = load_image_and_size(path, min_side=min_side)
+    assert_unit_float(a, shape)
+    assert shown == stored_size  # the page's own size, not the reduced one
+    half = shape[1] // 2
+    assert a[:, : half - 2].max() < 0.05 and a[:, half + 2:].min() > 0.95
+
+
+def test_read_errors_cross_process_boundaries_intact(tmp_path):
+    import pickle
+
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(truncated_jpeg_bytes())
+    with pytest.raises(ImageReadError) as caught:
+        load_image(path)
+    again = pickle.loads(pickle.dumps(caught.value))  # what joblib does to a worker's exception
+    assert (again.name, again.reason, again.hint, str(again)) == (
+        caught.value.name, caught.value.reason, caught.value.hint, str(caught.value))
