@@ -327,8 +327,9 @@ def _draw_grid(draw: ImageDraw.ImageDraw) -> None:
 
 
 def _draw_calibration(draw: ImageDraw.ImageDraw, y: float, pen: int) -> None:
-    x, top, width = 92, y - _PX_PER_MV, 0.2 * _PX_PER_S  # 1 mV for 0.2 s
-    draw.line([(x - 12, y), (x, y), (x, top), (x + width, top), (x + width, y), (x + width + 12, y)],
+    # As EDAN prints it: 1 mV for 0.1 s with short feet, about 2 mm clear of the trace start.
+    x, top, width = 104, y - _PX_PER_MV, 0.1 * _PX_PER_S
+    draw.line([(x - 8, y), (x, y), (x, top), (x + width, top), (x + width, y), (x + width + 8, y)],
               fill="black", width=pen)
 
 
