@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args) or 0
-    except (DatasetError, ImageReadError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (DatasetError, ImageReadError, FileNotFoundError, NotADirectoryError, PermissionError,
+            ValueError) as exc:
         # One line the user can act on, not a traceback.
         print(f"smartecg: error: {exc}", file=sys.stderr)
         return 2
@@ -65,6 +66,17 @@ def _build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--jobs", type=positive_int, default=4)
     split.set_defaults(handler=_data_split)
+
+    cache = commands.add_parser("cache", help="show or empty the feature cache ($SMARTECG_CACHE/features)")
+    cache_commands = cache.add_subparsers(title="cache commands", metavar="COMMAND")
+    dir_help = "feature cache folder (default: $SMARTECG_CACHE/features, else ~/.cache/smartecg/features)"
+    info = cache_commands.add_parser("info", help="folder, number of entries, size and size bound")
+    info.add_argument("--dir", help=dir_help)
+    info.set_defaults(handler=_cache_info)
+    clear = cache_commands.add_parser("clear", help="delete the cached feature entries")
+    clear.add_argument("--dir", help=dir_help)
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(handler=_cache_clear)
     return parser
 
 
@@ -109,6 +121,53 @@ def _data_split(args) -> int:
     print(f"{len(manifest.skipped)} file(s) skipped; data hash {manifest.data_hash()}; "
           f"split saved in {frame.attrs['split_file']}")
     return 0
+
+
+def _cache_info(args) -> int:
+    from features.cache import FeatureCache
+
+    cache = FeatureCache(args.dir)
+    stats = cache.stats()
+    print(f"feature cache: {cache.root}")
+    print(f"{_entries(stats.entries)}, {_human_size(stats.size_bytes)} "
+          f"(size bound {_human_size(cache.max_bytes)})")
+    return 0
+
+
+def _cache_clear(args) -> int:
+    from features.cache import FeatureCache
+
+    cache = FeatureCache(args.dir)
+    if not args.yes:
+        if not sys.stdin.isatty():  # nobody to ask: a script must say so explicitly
+            print(f"smartecg: error: not clearing {cache.root} without confirmation; pass --yes",
+                  file=sys.stderr)
+            return 2
+        stats = cache.stats()
+        try:
+            answer = input(f"delete {_entries(stats.entries)} ({_human_size(stats.size_bytes)}) "
+                           f"in {cache.root}? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    freed = cache.clear()
+    print(f"freed {_human_size(freed.size_bytes)}: {_entries(freed.entries)} deleted from {cache.root}")
+    return 0
+
+
+def _human_size(n_bytes: int) -> str:
+    size, unit = float(n_bytes), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{n_bytes} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features._progress import progress_disabled
+from features.cache import cache_root
 from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes
 
 __all__ = [
@@ -269,9 +270,8 @@ def _split_paths(root: Path, split_file) -> tuple[Path | None, Path]:
     if _writable(root) and (not beside.exists() or _writable(beside)):
         write = beside
     else:
-        cache = Path(os.environ.get("SMARTECG_CACHE", Path.home() / ".cache" / "smartecg")) / "splits"
         key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-        write = cache / f"{root.name}-{key}.csv"
+        write = cache_root() / "splits" / f"{root.name}-{key}.csv"
     # The cache copy, once made, carries everything the file beside the data had, and more.
     read = write if write.exists() else (beside if beside.exists() else None)
     return read, write

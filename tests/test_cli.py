@@ -5,15 +5,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from features.cache import FeatureCache
 from features.dataset import CLASSES
 
 
-def smartecg(*args, check=True):
+def smartecg(*args, check=True, env=None):
     script = Path(sys.executable).with_name("smartecg")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
-    result = subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+    # stdin is never a terminal here, as in CI: a command that would ask must refuse instead.
+    result = subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -58,3 +62,45 @@ def test_missing_folder_and_bad_numbers_are_refused(tmp_path):
     assert result.returncode == 2 and "no such folder" in result.stderr
     result = smartecg("data", "synth", tmp_path / "x", "--per-class", 0, check=False)
     assert result.returncode == 2 and "must be at least 1" in result.stderr
+
+
+def filled_cache(root, n):
+    cache = FeatureCache(root)
+    for i in range(n):
+        cache.put(f"{i:02d}" + "c" * 62, "cfg", np.zeros(1000))
+    return cache
+
+
+def test_cache_info_counts_the_entries_under_smartecg_cache(tmp_path):
+    filled_cache(tmp_path / "features", 3)
+    out = smartecg("cache", "info", env={"SMARTECG_CACHE": str(tmp_path)})
+    assert str(tmp_path / "features") in out.stdout
+    assert "3 entries, 23.9 KiB (size bound 2.0 GiB)" in out.stdout
+
+
+def test_cache_info_on_a_missing_folder_is_an_empty_cache(tmp_path):
+    out = smartecg("cache", "info", "--dir", tmp_path / "nowhere")
+    assert "0 entries, 0 B" in out.stdout and not (tmp_path / "nowhere").exists()
+
+
+def test_cache_clear_yes_deletes_entries_and_nothing_else(tmp_path):
+    root = tmp_path / "cache" / "features"
+    cache = filled_cache(root, 4)
+    beside_root = tmp_path / "cache" / "notes.txt"
+    inside_root = root / "cfg" / "00" / "mine.npy"  # in the cache's folders, but not a cache file
+    for unrelated in (beside_root, inside_root):
+        unrelated.write_text("keep me")
+    out = smartecg("cache", "clear", "--dir", root, "--yes")
+    assert "4 entries deleted" in out.stdout
+    assert cache.stats().entries == 0
+    assert beside_root.read_text() == "keep me" and inside_root.read_text() == "keep me"
+    assert "0 entries" in smartecg("cache", "info", "--dir", root).stdout
+
+
+def test_cache_clear_without_yes_and_no_terminal_refuses(tmp_path):
+    cache = filled_cache(tmp_path, 2)
+    result = smartecg("cache", "clear", "--dir", tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"smartecg: error: not clearing {tmp_path} without confirmation; pass --yes"]
+    assert cache.stats().entries == 2
