@@ -1,0 +1,560 @@
+"""Page normalisation: from any ECG page to the same lead-area geometry, grid suppressed.
+
+``normalise_page`` measures the small skew from how the rows of traces shift between the left
+and the right of the page, finds each lead row's baseline (from the calibration pulses printed at
+the start of every row, else from projections of the traces, not the grid, so gridless pages work
+too), finds where the traces start and end, and resamples only the lead area to a fixed working
+size, each baseline on the middle of its row. The header, footer, calibration pulses and page
+margins are left out, so a model sees the same geometry whatever the source page looked like and
+page size or printed header text cannot stand in for the diagnosis.
+
+Lead panels come from the row count: 3 rows (3x4) or 6 rows (6x2), each optionally followed by
+a rhythm strip. Pages where no such row pattern is found fall back to fixed fractions of the
+inked area (``NormalisedPage.method == "fixed-fraction"``) and say so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from features.imageio import ImageReadError, ImageSource, load_image_and_size, source_name
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "LEADS",
+    "MIN_PAGE_SIDE",
+    "RHYTHM",
+    "NormalisedPage",
+    "PageGeometry",
+    "canonical_boxes",
+    "lead_tiles",
+    "locate_leads",
+    "normalise_page",
+]
+
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+RHYTHM = "II_rhythm"
+DEFAULT_SIZE = (320, 512)  # (height, width) of the normalised lead area, about the EDAN aspect
+
+# Panel order per layout, row by row: 3x4 is I/aVR/V1/V4 across; 6x2 has limb leads left.
+_GRIDS = {
+    "3x4": (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6")),
+    "6x2": (("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6")),
+}
+MIN_PAGE_SIDE = 128  # px; below this a page cannot hold 12 readable leads
+
+_LAYOUT_BY_ROWS = {3: ("3x4", False), 4: ("3x4", True), 6: ("6x2", False), 7: ("6x2", True)}
+
+_INK_LEVEL = 0.35  # share of the paper-to-ink contrast above which a pixel counts as trace ink
+_GRID_FLOOR = 0.25  # fainter than this (grid, paper texture) is painted white in the output
+_MAX_SKEW = np.tan(np.deg2rad(3.0))
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    """Where the leads are on a decoded page, in that array's pixel coordinates.
+
+    The lead area is the rectangle ``(x0, y0, x1, y1)`` after undoing the skew ``slope`` (the
+    rows' dy/dx), measured about the page centre ``centre``.
+    """
+
+    layout: str
+    rhythm: bool
+    area: Box
+    slope: float
+    centre: tuple[float, float]
+    method: str  # "projection" or "fixed-fraction"
+    baselines: tuple[float, ...] = ()  # y of each lead row's baseline, top to bottom
+
+    @property
+    def skew_deg(self) -> float:
+        """Counter-clockwise tilt of the page in degrees (PIL's ``rotate`` convention)."""
+        return float(-np.degrees(np.arctan(self.slope)))
+
+    def to_source(self, points: np.ndarray) -> np.ndarray:
+        """Map (x, y) points of the deskewed frame to the decoded page's pixels."""
+        a = np.arctan(self.slope)
+        cx, cy = self.centre
+        dx, dy = points[:, 0] - cx, points[:, 1] - cy
+        return np.column_stack([cx + dx * np.cos(a) - dy * np.sin(a), cy + dx * np.sin(a) + dy * np.cos(a)])
+
+
+@dataclass
+class NormalisedPage:
+    """A page resampled to the lead area at a fixed size, with its lead panels.
+
+    ``image`` is float32 (H, W) with 1.0 paper and 0.0 ink; ``lead_boxes`` are in ``image``
+    pixels, ``source_boxes`` in the original file's pixels (axis-aligned hulls when skewed).
+    """
+
+    image: np.ndarray
+    lead_boxes: dict[str, Box]
+    source_boxes: dict[str, Box]
+    layout: str
+    rhythm: bool
+    method: str
+    skew_deg: float
+    source_size: tuple[int, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalise_page(
+    source: ImageSource, size: tuple[int, int] = DEFAULT_SIZE, *, suppress_grid: bool = True
+) -> NormalisedPage:
+    """Decode ``source`` and return its lead area at ``size`` = (height, width).
+
+    Each lead row's baseline lands on the centre of its canonical row, also on printouts that
+    shift rows apart to make room for tall complexes.
+    """
+    height, width = size
+    grey, source_size = load_image_and_size(source, min_side=max(width, height))
+    if min(source_size) < MIN_PAGE_SIDE:
+        raise ImageReadError(source_name(source), f"{source_size[0]}x{source_size[1]} px is too small for an "
+                             "ECG page", f"use a scan at least {MIN_PAGE_SIDE} px on each side")
+    ink = _ink_strength(grey)
+    geometry = _locate(ink)
+    ys = _frame_y(geometry, np.arange(height) + 0.5, height) - 0.5  # array index of each output row
+    x0, x1 = geometry.area[0], geometry.area[2]
+    step_x = (x1 - x0) / width
+    xs = x0 + (np.arange(width) + 0.5) * step_x - 0.5
+    step_y = (geometry.area[3] - geometry.area[1]) / height
+    if step_x > 1.5 or step_y > 1.5:
+        # Shrinking a lot: smooth first so thin traces average into grey rather than vanish.
+        ink = ndimage.uniform_filter(ink, size=(max(1, round(step_y)), max(1, round(step_x))))
+    warped = _resample(ink, geometry, ys, xs)
+    if suppress_grid:
+        warped = np.clip((warped - _GRID_FLOOR) / (1.0 - _GRID_FLOOR), 0.0, 1.0)
+    image = (1.0 - warped).astype(np.float32)
+    boxes = canonical_boxes(geometry.layout, geometry.rhythm, size)
+    factor = (source_size[0] / grey.shape[1], source_size[1] / grey.shape[0])
+    source_boxes = _to_source_boxes(boxes, geometry, size, factor, source_size)
+    warnings = []
+    if geometry.method != "projection":
+        warnings.append("no lead rows found; lead panels are fixed fractions of the inked area")
+    return NormalisedPage(image=image, lead_boxes=boxes, source_boxes=source_boxes, layout=geometry.layout,
+                          rhythm=geometry.rhythm, method=geometry.method, skew_deg=geometry.skew_deg,
+                          source_size=source_size, warnings=warnings)
+
+
+def canonical_boxes(layout: str, rhythm: bool, size: tuple[int, int] = DEFAULT_SIZE) -> dict[str, Box]:
+    """Lead panels of a normalised page: equal rows, equal columns, in :data:`LEADS` order."""
+    height, width = size
+    grid = _GRIDS[layout]
+    n_rows = len(grid) + int(rhythm)
+    row_h, col_w = height / n_rows, width / len(grid[0])
+    boxes = {}
+    for r, leads in enumerate(grid):
+        for c, lead in enumerate(leads):
+            boxes[lead] = (c * col_w, r * row_h, (c + 1) * col_w, (r + 1) * row_h)
+    ordered = {lead: boxes[lead] for lead in LEADS}
+    if rhythm:
+        ordered[RHYTHM] = (0.0, len(grid) * row_h, float(width), float(height))
+    return ordered
+
+
+def lead_tiles(page: NormalisedPage, tile: tuple[int, int] = (32, 64)) -> np.ndarray:
+    """Each of the 12 leads (and the rhythm strip when present) resampled to ``tile`` = (h, w).
+
+    The result is (n, h, w) in :data:`LEADS` order, so a feature or a model sees lead V2 in the
+    same place whether the page was printed 3x4 or 6x2.
+    """
+    names = list(LEADS) + ([RHYTHM] if page.rhythm else [])
+    first = page.lead_boxes[LEADS[0]]
+    # Box-average once for the whole page (panels share one size) so thin traces survive.
+    fy = max(1, round((first[3] - first[1]) / tile[0]))
+    fx = max(1, round((first[2] - first[0]) / tile[1]))
+    smooth = ndimage.uniform_filter(page.image, size=(fy, fx)) if fy > 1 or fx > 1 else page.image
+    return np.stack([_sample_box(smooth, page.lead_boxes[name], tile) for name in names])
+
+
+def locate_leads(grey: np.ndarray) -> PageGeometry:
+    """Find the skew, the rows of traces and the lead area on a decoded greyscale page."""
+    return _locate(_ink_strength(grey))
+
+
+def _locate(strength: np.ndarray) -> PageGeometry:
+    h, w = strength.shape
+    slope = _estimate_slope(strength > _INK_LEVEL)
+    centre = (w / 2.0, h / 2.0)
+    level_strength = _deskew(strength, slope, centre)
+    level = level_strength > _INK_LEVEL
+    rows = _choose_rows(_pulse_rows(level_strength), lambda: _trace_rows(_drop_long_lines(level)))
+    layout = _LAYOUT_BY_ROWS.get(len(rows))
+    if layout is not None:
+        pitch = float(np.median(np.diff(rows)))
+        top, bottom = max(0.0, rows[0] - pitch / 2), min(float(h), rows[-1] + pitch / 2)
+        span = _trace_span(level, rows, pitch)
+        if span is not None:
+            baselines = tuple(float(r) + 0.5 for r in rows)  # pixel centres, like the area's edges
+            return PageGeometry(layout[0], layout[1], (span[0], top, span[1], bottom), slope, centre,
+                                "projection", baselines)
+    return PageGeometry("3x4", True, _inked_area(level), slope, centre, "fixed-fraction")
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+def _ink_strength(grey: np.ndarray) -> np.ndarray:
+    """0 on paper, 1 on the darkest ink: contrast stretch that ignores how grey the paper is."""
+    dark, paper = (float(v) for v in np.percentile(grey[::2, ::2], [0.5, 90]))
+    contrast = max(paper - dark, 0.1)
+    return np.clip((paper - grey) / contrast, 0.0, 1.0).astype(np.float32)
+
+
+def _estimate_slope(ink: np.ndarray) -> float:
+    """dy/dx of the page's horizontal structure, from the shift between left and right profiles."""
+    h, w = ink.shape
+    left = ink[:, int(0.1 * w):int(0.4 * w)].mean(axis=1)
+    right = ink[:, int(0.6 * w):int(0.9 * w)].mean(axis=1)
+    dx = 0.5 * w
+    max_shift = max(1, int(np.ceil(_MAX_SKEW * dx)))
+    left, right = left - left.mean(), right - right.mean()
+    shifts = np.arange(-max_shift, max_shift + 1)
+    scores = np.array([np.dot(left[max(0, -s):h - max(0, s)], right[max(0, s):h - max(0, -s)]) for s in shifts])
+    best = int(np.argmax(scores))
+    if scores[best] <= 0:
+        return 0.0
+    shift = float(shifts[best])
+    if 0 < best < len(scores) - 1:  # parabolic refinement to a fraction of a pixel
+        a, b, c = scores[best - 1], scores[best], scores[best + 1]
+        denom = a - 2 * b + c
+        if denom < 0:
+            shift += 0.5 * (a - c) / denom
+    return shift / dx
+
+
+def _drop_long_lines(ink: np.ndarray, *, horizontal: bool = True) -> np.ndarray:
+    """Remove ruled lines (header rules, frame, column separators) that are not traces."""
+    h, w = ink.shape
+    lines = _runs_at_least(ndimage.maximum_filter1d(ink, 3, axis=1), max(8, int(0.4 * h)), axis=0)
+    if horizontal:  # thick across the line: a double rule, stepped by the deskew, is one line
+        lines |= _runs_at_least(ndimage.maximum_filter1d(ink, 5, axis=0), max(8, int(0.12 * w)), axis=1)
+    return ink & ~lines
+
+
+def _runs_at_least(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    full = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis, mode="constant") > 0.999
+    return ndimage.maximum_filter1d(full, length, axis=axis) & mask
+
+
+def _deskew(image: np.ndarray, slope: float, centre: tuple[float, float]) -> np.ndarray:
+    """Rotate (nearest pixel) so that the page's rows and columns line up with the array's.
+
+    Both matter: rows for the projections, columns so that the frame stays one long vertical
+    line and the calibration pulses share one column.
+    """
+    h, w = image.shape
+    if abs(slope) * max(h, w) < 1.0:
+        return image
+    a = np.arctan(slope)
+    dx, dy = np.arange(w) + 0.5 - centre[0], np.arange(h) + 0.5 - centre[1]
+    xs = np.rint(centre[0] - 0.5 + dx[None, :] * np.cos(a) - dy[:, None] * np.sin(a)).astype(np.intp)
+    ys = np.rint(centre[1] - 0.5 + dx[None, :] * np.sin(a) + dy[:, None] * np.cos(a)).astype(np.intp)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    return np.where(inside, image[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)], 0)
+
+
+def _pulse_rows(strength: np.ndarray) -> np.ndarray:
+    """Baselines from the calibration pulses printed at the start of every lead row.
+
+    Every pulse is the same 1 mV step at the same distance from the left edge, so the pulses
+    are the largest set of brackets near the left that share one height and one column; their
+    feet sit exactly on the rows' baselines. Returns no rows when no such set exists.
+    """
+    h, w = strength.shape
+    # Pairs of columns: a thin stroke drawn across a pixel boundary is faint in each column of a
+    # shrunken page, but whole in their sum.
+    near_edge = strength[:, :max(8, int(0.15 * w))]
+    left = (near_edge[:, :-1] + near_edge[:, 1:]) > _INK_LEVEL
+    pulses = _brackets(left, _vertical_strokes(left, 0.02 * h, 0.15 * h), max_width=max(4, 0.05 * w))
+    best: list[int] = []
+    best_unevenness = np.inf
+    for x, length, _ in pulses:
+        feet = sorted({f for px, pl, f in pulses if abs(px - x) <= 2 and abs(pl - length) <= 0.15 * length + 1})
+        rows = _merge_close(feet, max(3, int(0.03 * h)))
+        # The most rows wins; between equal counts, the most evenly spaced (printouts mostly are).
+        unevenness = float(np.ptp(np.diff(rows)) / np.median(np.diff(rows))) if len(rows) >= 2 else np.inf
+        if len(rows) > len(best) or (len(rows) == len(best) and unevenness < best_unevenness):
+            best, best_unevenness = rows, unevenness
+    return np.array(best if len(best) >= 3 else [], dtype=float)
+
+
+def _vertical_strokes(mask: np.ndarray, min_length: float, max_length: float) -> np.ndarray:
+    """(column, start, stop) of every vertical run of ink within the length bounds.
+
+    Runs touching the top or bottom edge are page borders, not pulses.
+    """
+    edges = np.diff(np.pad(mask, ((1, 1), (0, 0))).astype(np.int8), axis=0).T  # column-major order
+    start_x, start_y = np.nonzero(edges == 1)
+    _, stop_y = np.nonzero(edges == -1)  # runs alternate start/stop within each column
+    length = stop_y - start_y
+    keep = (length >= min_length) & (length <= max_length) & (start_y > 0) & (stop_y < mask.shape[0])
+    return np.column_stack([start_x, start_y, stop_y])[keep]
+
+
+def _brackets(mask: np.ndarray, strokes: np.ndarray, max_width: float) -> list[tuple[int, int, int]]:
+    """(column, height, foot) of the strokes that are the left leg of a calibration pulse.
+
+    A pulse is a bracket (up, across, down) on blank paper: two strokes of one height on one
+    foot, joined across the top, hollow below, with no trace running in from the left. A QRS
+    spike is solid or has its baseline to its left; a dashed frame line has no second leg.
+    """
+    if len(strokes) == 0:
+        return []
+    x, start, stop = strokes.T
+    candidates = ((x[None, :] - x[:, None] >= 2) & (x[None, :] - x[:, None] <= max_width)
+                  & (np.abs(start[None, :] - start[:, None]) <= 2) & (np.abs(stop[None, :] - stop[:, None]) <= 2))
+    pulses = []
+    for i in np.flatnonzero(candidates.any(axis=1)):
+        xi, si, ei = int(x[i]), int(start[i]), int(stop[i])
+        if xi and mask[max(0, ei - 3):ei + 2, :xi].any(axis=0).mean() > 0.3:
+            continue
+        for j in np.flatnonzero(candidates[i]):
+            xj = int(x[j])
+            top, foot = min(si, int(start[j])), max(ei, int(stop[j]))
+            joined = mask[top:top + 3, xi:xj + 1].any(axis=0).all()
+            hollow = not mask[top + 3:foot - 3, xi + 1:xj].any(axis=0).all()
+            if joined and hollow:
+                pulses.append((xi, ei - si, ei - 1))
+                break
+    return pulses
+
+
+def _choose_rows(pulses: np.ndarray, trace_rows) -> np.ndarray:
+    """Baselines from the calibration pulses, checked against the rows of traces where needed.
+
+    The pulses mark the baselines exactly, also where a printer moved rows apart to make room
+    for tall complexes. Without them, rows come from evenly spaced traces; and when the traces
+    show one more row than the pulses at every pulse (a rhythm strip whose pulse went unseen),
+    the traces win.
+    """
+    pulses_fit = len(pulses) in _LAYOUT_BY_ROWS and _evenly_spaced(pulses, 0.4, 2.0)
+    if pulses_fit and len(pulses) + 1 not in _LAYOUT_BY_ROWS:
+        return pulses
+    traces = trace_rows()
+    if not pulses_fit:
+        return traces
+    if len(traces) == len(pulses) + 1:
+        pitch = float(np.median(np.diff(traces)))
+        if all(np.abs(traces - p).min() <= 0.25 * pitch for p in pulses):
+            return traces
+    return pulses
+
+
+def _evenly_spaced(rows: np.ndarray, low: float, high: float) -> bool:
+    """Whether every gap between rows lies within [low, high] times the median gap."""
+    gaps = np.diff(rows)
+    return len(gaps) > 0 and low * np.median(gaps) <= gaps.min() and gaps.max() <= high * np.median(gaps)
+
+
+def _merge_close(values: list[int], gap: int) -> list[int]:
+    merged: list[list[int]] = []
+    for v in values:
+        if merged and v - merged[-1][-1] <= gap:
+            merged[-1].append(v)
+        else:
+            merged.append([v])
+    return [int(np.median(group)) for group in merged]
+
+
+def _trace_rows(mask: np.ndarray) -> np.ndarray:
+    """Baselines of the rows of traces.
+
+    A trace spends most of its time on its baseline, so the horizontal projection of ink peaks
+    there even when tall QRS complexes reach into the next row. A candidate is kept when most
+    columns near it hold exactly one stretch of ink, as a trace drawn across the page does;
+    text (several strokes per column, gaps between words) does not. The rows that remain must
+    be evenly spaced, as lead rows on a printout are.
+    """
+    h, w = mask.shape
+    profile = ndimage.uniform_filter1d(mask.sum(axis=1).astype(np.float32), max(3, int(0.02 * h)))
+    peaks = [y for y in range(1, h - 1) if profile[y] >= profile[y - 1] and profile[y] > profile[y + 1]]
+    strong = [y for y in peaks if profile[y] >= 0.15 * profile.max()]
+    rows = np.array(_non_max_suppress(strong, profile, min_gap=max(4, int(0.04 * h))), dtype=int)
+    if len(rows) < 2:
+        return np.array([], dtype=float)
+    gaps = np.diff(rows)
+    nearest = np.minimum(np.r_[gaps[0], gaps], np.r_[gaps, gaps[-1]])
+    reach = np.clip((0.45 * nearest).astype(int), 2, int(0.1 * h))
+    score = _single_stroke_share(mask, rows, reach)
+    surely_traces = rows[score >= 0.75]
+    if len(surely_traces) < 2:
+        return _fit_comb(rows[score >= 0.4], h)
+    pitch = int(np.median(np.diff(surely_traces)))
+    pulse = np.array([_has_calibration_pulse(mask, y, pitch) for y in rows])
+    with_pulse = rows[pulse & (score >= 0.25)]
+    if len(with_pulse) >= 3:  # printouts with pulses: text lines never have one
+        return _fit_comb(with_pulse, h)
+    return _fit_comb(rows[score >= 0.4], h)
+
+
+def _has_calibration_pulse(mask: np.ndarray, baseline: int, pitch: int) -> bool:
+    """Whether a 1 mV calibration step rises from ``baseline`` near the left edge of the page.
+
+    The pulse is a vertical stroke between a fifth and three quarters of the row pitch tall whose
+    foot sits on the baseline; header text is too short and never stands on a trace baseline.
+    """
+    h, w = mask.shape
+    top, bottom = max(0, baseline - int(0.8 * pitch)), min(h, baseline + max(2, int(0.1 * pitch)) + 1)
+    region = mask[top:bottom, : max(4, int(0.1 * w))]
+    if not region.any():
+        return False
+    for column in region.T:
+        for start, stop in _runs(column):
+            length, foot = stop - start, top + stop - 1
+            if 0.2 * pitch <= length <= 0.75 * pitch and abs(foot - baseline) <= max(2, 0.1 * pitch):
+                return True
+    return False
+
+
+def _single_stroke_share(mask: np.ndarray, rows: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """For each row, the share of columns whose band holds exactly one vertical run of ink.
+
+    A row whose ink never rises or falls more than a few pixels is a ruled line, not a trace
+    (every trace has QRS complexes), and scores 0.
+    """
+    starts = mask & ~np.vstack([np.zeros((1, mask.shape[1]), bool), mask[:-1]])
+    rows_index = np.arange(mask.shape[0])[:, None]
+    shares = []
+    for y, r in zip(rows, reach):
+        top, bottom = max(0, y - r), min(mask.shape[0], y + r + 1)
+        band = mask[top:bottom]
+        runs = starts[top + 1:bottom].sum(axis=0) + mask[top]
+        inked = band.any(axis=0)
+        if not inked.any():
+            shares.append(0.0)
+            continue
+        lowest = np.where(band, rows_index[:bottom - top], -1).max(axis=0)
+        highest = np.where(band, rows_index[:bottom - top], bottom).min(axis=0)
+        extent = (lowest - highest)[inked]
+        flat = np.percentile(extent, 99) < max(4, 0.01 * mask.shape[0])
+        shares.append(0.0 if flat else float(np.mean(runs == 1)))
+    return np.array(shares)
+
+
+def _non_max_suppress(peaks: list[int], score: np.ndarray, min_gap: int) -> list[int]:
+    kept: list[int] = []
+    for y in sorted(peaks, key=lambda p: -score[p]):
+        if all(abs(y - k) >= min_gap for k in kept):
+            kept.append(y)
+    return sorted(kept)
+
+
+def _fit_comb(rows: np.ndarray, h: int) -> np.ndarray:
+    """Evenly spaced baselines that explain the most candidate rows.
+
+    Peaks wander a few pixels from the true baseline when a lead has tall waves, so the rows are
+    taken from the best comb (pitch and phase) rather than from the peaks themselves. A comb
+    tooth with no candidate (a faint lead) still counts as a row, at a cost, so that a pitch
+    half the true one never wins.
+    """
+    if len(rows) < 3:
+        return np.array([], dtype=float)
+    best_score, best = -np.inf, None
+    for pitch in np.arange(max(4.0, 0.06 * h), 0.3 * h, 0.5):
+        phase = np.angle(np.exp(2j * np.pi * rows / pitch).mean()) / (2 * np.pi) * pitch
+        k = np.rint((rows - phase) / pitch).astype(int)
+        inliers = np.abs(rows - phase - k * pitch) <= 0.2 * pitch
+        teeth = np.unique(k[inliers])
+        if len(teeth) < 3:
+            continue
+        score = len(teeth) - 1.5 * (teeth[-1] - teeth[0] + 1 - len(teeth))
+        if score >= best_score:  # ties go to the larger pitch
+            best_score, best = score, (k[inliers], rows[inliers])
+    if best is None:
+        return np.array([], dtype=float)
+    k, observed = best
+    slope, intercept = np.polyfit(k, observed, 1) if len(np.unique(k)) > 1 else (0.0, observed.mean())
+    return intercept + slope * np.arange(k.min(), k.max() + 1)
+
+
+def _trace_span(mask: np.ndarray, rows: np.ndarray, pitch: float) -> tuple[float, float] | None:
+    """Median start and end of the traces over the rows, leaving out calibration pulses."""
+    h, w = mask.shape
+    min_run = max(4, int(0.05 * w))
+    starts, ends = [], []
+    for y in rows:
+        band = mask[max(0, int(y - 0.45 * pitch)):min(h, int(y + 0.45 * pitch) + 1)]
+        runs = _runs(band.any(axis=0))  # the calibration pulse is a short run of its own
+        long_runs = [(a, b) for a, b in runs if b - a >= min_run]
+        if long_runs:
+            starts.append(long_runs[0][0])
+            ends.append(long_runs[-1][1])
+    if not starts:
+        return None
+    x0, x1 = float(np.median(starts)), float(np.median(ends))
+    return (x0, x1) if x1 - x0 >= 0.3 * w else None
+
+
+def _runs(present: np.ndarray) -> list[tuple[int, int]]:
+    padded = np.concatenate([[False], present, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _inked_area(mask: np.ndarray) -> Box:
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    if len(xs) < 50:
+        return (0.0, 0.0, float(w), float(h))
+    x0, x1 = np.percentile(xs, [0.5, 99.5])
+    y0, y1 = np.percentile(ys, [0.5, 99.5])
+    return (float(x0), float(y0), float(x1), float(y1))
+
+
+def _frame_y(geometry: PageGeometry, y_out: np.ndarray, height: int) -> np.ndarray:
+    """Deskewed-frame y of output rows: piecewise linear so each baseline lands mid-row."""
+    top, bottom = geometry.area[1], geometry.area[3]
+    n = len(geometry.baselines)
+    if n == 0:
+        return top + np.asarray(y_out, dtype=float) * (bottom - top) / height
+    out_knots = np.r_[0.0, (np.arange(n) + 0.5) * height / n, float(height)]
+    frame_knots = np.r_[top, geometry.baselines, bottom]
+    return np.interp(y_out, out_knots, frame_knots)
+
+
+def _resample(ink: np.ndarray, geometry: PageGeometry, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``ink`` at frame rows ``ys`` x columns ``xs`` (array indices)."""
+    if abs(geometry.slope) * ink.shape[1] < 0.5:  # no visible skew: two cheap 1D passes
+        return _interp_axis(_interp_axis(ink, ys, axis=0), xs, axis=1)
+    grid = np.stack(np.meshgrid(xs + 0.5, ys + 0.5), axis=-1).reshape(-1, 2)
+    source = geometry.to_source(grid) - 0.5
+    coords = [source[:, 1].reshape(len(ys), len(xs)), source[:, 0].reshape(len(ys), len(xs))]
+    return ndimage.map_coordinates(ink, coords, order=1, mode="nearest")
+
+
+def _interp_axis(array: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
+    n = array.shape[axis]
+    coords = np.clip(coords, 0.0, n - 1.0)
+    low = np.minimum(np.floor(coords).astype(int), max(n - 2, 0))
+    frac = (coords - low).astype(np.float32)
+    high = np.minimum(low + 1, n - 1)
+    if axis == 0:
+        return array[low] * (1 - frac)[:, None] + array[high] * frac[:, None]
+    return array[:, low] * (1 - frac) + array[:, high] * frac
+
+
+def _to_source_boxes(boxes: dict[str, Box], geometry: PageGeometry, size: tuple[int, int], factor,
+                     page_size) -> dict[str, Box]:
+    """Boxes of the normalised page as axis-aligned hulls of their corners on the source page."""
+    height, width = size
+    corners = np.array([[(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])] for b in boxes.values()],
+                       dtype=float).reshape(-1, 2)
+    x0, x1 = geometry.area[0], geometry.area[2]
+    frame = np.column_stack([x0 + corners[:, 0] * (x1 - x0) / width, _frame_y(geometry, corners[:, 1], height)])
+    source = (geometry.to_source(frame) * np.array(factor)).reshape(-1, 4, 2)
+    low = np.clip(source.min(axis=1), 0, page_size)
+    high = np.clip(source.max(axis=1), 0, page_size)
+    return {name: (float(low[i, 0]), float(low[i, 1]), float(high[i, 0]), float(high[i, 1]))
+            for i, name in enumerate(boxes)}
+
+
+def _sample_box(image: np.ndarray, box: Box, tile: tuple[int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    th, tw = tile
+    ys = y0 + (np.arange(th) + 0.5) * (y1 - y0) / th - 0.5
+    xs = x0 + (np.arange(tw) + 0.5) * (x1 - x0) / tw - 0.5
+    return ndimage.map_coordinates(image, np.meshgrid(ys, xs, indexing="ij"), order=1, mode="nearest").astype(np.float32)
