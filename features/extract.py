@@ -1,0 +1,173 @@
+"""Run feature sets over many page images: each page decoded once, rows cached by content, in parallel.
+
+A row is cached per feature set, under ``config_hash({"sets": {name: version}, "size": size})``
+and the sha256 of the file's bytes (the same hash as the dataset manifest), so a search that
+tries another combination of sets reuses every set it has already computed, and a page is only
+decoded and normalised when one of its sets is missing. Arrays have no file behind them and are
+never cached.
+
+An unreadable input raises :class:`~features.imageio.ImageReadError` naming it, from the worker
+that met it, in input order; nothing is skipped silently.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from features._progress import progress_disabled
+from features.cache import FeatureCache, config_hash
+from features.imageio import ImageReadError
+from features.pages import NormalisedPage, normalise_page
+
+__all__ = ["as_sources", "extract_features"]
+
+log = logging.getLogger(__name__)
+
+Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
+# name -> (version, function of a normalised page); features.handcrafted.FeatureSet is one.
+SetSpecs = Mapping[str, tuple[int, Callable[[NormalisedPage], np.ndarray]]]
+
+
+def as_sources(X: Any) -> list[Source]:
+    """The images in ``X`` (a list, array or Series of paths, bytes or arrays) as a list.
+
+    A one-column DataFrame or (n, 1) array is taken as its column; a 3-D or 4-D numeric array
+    as a stack of images. A single path or a single 2-D image is refused rather than guessed at.
+    """
+    if hasattr(X, "columns"):  # DataFrame: one column of images
+        if len(X.columns) != 1:
+            raise TypeError(f"expected one column of images, got {len(X.columns)} columns")
+        X = X.iloc[:, 0]
+    if isinstance(X, (str, os.PathLike, bytes, bytearray, memoryview)):
+        raise TypeError(f"expected a sequence of images, got a single {type(X).__name__}; wrap it in a list")
+    if isinstance(X, np.ndarray):
+        X = _array_items(X)
+    sources = list(X)
+    for i, item in enumerate(sources):
+        if not isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
+            raise TypeError(f"X[{i}] is a {type(item).__name__}; expected a path, raw bytes or an image array")
+    return sources
+
+
+def _array_items(X: np.ndarray):
+    if X.dtype.kind in "OUS":
+        if X.ndim == 2 and X.shape[1] == 1:
+            return X[:, 0]
+        if X.ndim == 1:
+            return X
+    elif X.ndim in (3, 4):
+        return list(X)
+    raise TypeError(f"cannot read a {X.ndim}-D {X.dtype} array as a sequence of images; pass a list")
+
+
+def extract_features(
+    sources: Sequence[Source],
+    sets: SetSpecs,
+    *,
+    size: tuple[int, int],
+    lengths: Mapping[str, int],
+    cache_dir: str | os.PathLike | None = None,
+    n_jobs: int | None = 1,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """float32 (len(sources), sum of lengths): the sets' vectors of each page, concatenated in order.
+
+    ``lengths`` is each set's vector length; a cached entry of another length is recomputed.
+    """
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm.auto import tqdm
+
+    job = _Job(sets=dict(sets), size=tuple(size), lengths=dict(lengths),
+               cache=FeatureCache(cache_dir) if cache_dir is not None else None,
+               keys={name: config_hash({"sets": {name: version}, "size": list(size)})
+                     for name, (version, _) in sets.items()})
+    n = len(sources)
+    if n < 2 or effective_n_jobs(n_jobs) == 1:
+        rows = (_page_row(job, i, source) for i, source in enumerate(sources))
+    else:
+        rows = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_page_row)(job, i, source) for i, source in enumerate(sources))
+    out = np.empty((n, sum(job.lengths[name] for name in job.sets)), dtype=np.float32)
+    with tqdm(rows, total=n, desc="features", unit="page", disable=progress_disabled(progress, n)) as bar:
+        for i, row in enumerate(bar):
+            out[i] = row
+    return out
+
+
+class _Job(NamedTuple):
+    """Everything a worker needs, picklable: module-level functions, paths, numbers."""
+
+    sets: dict[str, tuple[int, Callable[[NormalisedPage], np.ndarray]]]
+    size: tuple[int, int]
+    lengths: dict[str, int]
+    cache: FeatureCache | None
+    keys: dict[str, str]
+
+
+def _page_row(job: _Job, index: int, source: Source) -> np.ndarray:
+    """One page's row, from the cache where possible."""
+    data, name = _read(source, index)
+    sha = hashlib.sha256(data).hexdigest() if job.cache is not None and isinstance(data, bytes) else None
+    parts = _cached_parts(job, sha) if sha else {}
+    missing = [set_name for set_name in job.sets if set_name not in parts]
+    if missing:
+        parts.update(_computed_parts(job, missing, data, name, sha))
+    return np.concatenate([parts[set_name] for set_name in job.sets])
+
+
+def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str | None) -> dict[str, np.ndarray]:
+    try:
+        page = normalise_page(data, size=job.size)
+        parts = {set_name: _compute(job, set_name, page) for set_name in set_names}
+    except ImageReadError as exc:  # decoded from bytes, the error says "<bytes>": give the real name
+        raise ImageReadError(name, exc.reason, exc.hint) from None
+    except Exception as exc:  # a bug, not bad data, but the page that shows it must be named
+        raise RuntimeError(f"{name}: feature extraction failed ({type(exc).__name__}: {exc})") from exc
+    if sha:
+        for set_name, row in parts.items():
+            _store(job, sha, set_name, row)
+    return parts
+
+
+def _read(source: Source, index: int) -> tuple[bytes | np.ndarray, str]:
+    """The bytes to decode (read once: hashed and decoded from the same bytes) and a name for errors."""
+    if isinstance(source, np.ndarray):
+        return source, f"<array X[{index}]>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), f"<bytes X[{index}]>"
+    name = str(source)
+    try:
+        return Path(source).read_bytes(), name
+    except FileNotFoundError:
+        raise ImageReadError(name, "file not found", "check the path") from None
+    except OSError as exc:
+        reason = f"cannot be read ({exc.strerror or exc})"
+        raise ImageReadError(name, reason, "check the path and its permissions") from None
+
+
+def _cached_parts(job: _Job, sha: str) -> dict[str, np.ndarray]:
+    parts = {}
+    for set_name in job.sets:
+        row = job.cache.get(sha, job.keys[set_name])
+        if row is not None and row.dtype == np.float32 and row.shape == (job.lengths[set_name],):
+            parts[set_name] = row
+    return parts
+
+
+def _compute(job: _Job, set_name: str, page: NormalisedPage) -> np.ndarray:
+    row = np.asarray(job.sets[set_name][1](page), dtype=np.float32)
+    if row.shape != (job.lengths[set_name],):
+        raise RuntimeError(f"feature set {set_name!r} returned shape {row.shape}, expected ({job.lengths[set_name]},)")
+    return row
+
+
+def _store(job: _Job, sha: str, set_name: str, row: np.ndarray) -> None:
+    try:
+        job.cache.put(sha, job.keys[set_name], row)
+    except OSError as exc:  # a full or read-only cache slows the next run down; it must not stop this one
+        log.warning("feature cache: could not write %s (%s)", job.cache.path_for(sha, job.keys[set_name]), exc)
