@@ -226,12 +226,12 @@ def _estimate_slope(ink: np.ndarray) -> float:
     return shift / dx
 
 
-def _drop_long_lines(ink: np.ndarray, *, horizontal: bool = True) -> np.ndarray:
+def _drop_long_lines(ink: np.ndarray) -> np.ndarray:
     """Remove ruled lines (header rules, frame, column separators) that are not traces."""
     h, w = ink.shape
     lines = _runs_at_least(ndimage.maximum_filter1d(ink, 3, axis=1), max(8, int(0.4 * h)), axis=0)
-    if horizontal:  # thick across the line: a double rule, stepped by the deskew, is one line
-        lines |= _runs_at_least(ndimage.maximum_filter1d(ink, 5, axis=0), max(8, int(0.12 * w)), axis=1)
+    # Thick across the line: a double rule, stepped by the deskew, is one line.
+    lines |= _runs_at_least(ndimage.maximum_filter1d(ink, 5, axis=0), max(8, int(0.12 * w)), axis=1)
     return ink & ~lines
 
 
