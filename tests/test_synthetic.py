@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from features.dataset import CLASSES, scan
 from features.synthetic import LEADS, PAGE_SIZE, RHYTHM, generate_dataset, make_page
