@@ -77,10 +77,17 @@ class PageGeometry:
 
     def to_source(self, points: np.ndarray) -> np.ndarray:
         """Map (x, y) points of the deskewed frame to the decoded page's pixels."""
-        a = np.arctan(self.slope)
-        cx, cy = self.centre
-        dx, dy = points[:, 0] - cx, points[:, 1] - cy
-        return np.column_stack([cx + dx * np.cos(a) - dy * np.sin(a), cy + dx * np.sin(a) + dy * np.cos(a)])
+        return np.column_stack(_frame_to_source(points[:, 0], points[:, 1], self.slope, self.centre))
+
+
+def _frame_to_source(x, y, slope: float, centre: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Where the deskewed frame's point (x, y) lies on the tilted page; arrays broadcast.
+
+    Continuous coordinates (pixel i spans [i, i + 1)); the rotation is about ``centre``.
+    """
+    a = np.arctan(slope)
+    dx, dy = x - centre[0], y - centre[1]
+    return centre[0] + dx * np.cos(a) - dy * np.sin(a), centre[1] + dx * np.sin(a) + dy * np.cos(a)
 
 
 @dataclass
@@ -117,10 +124,10 @@ def normalise_page(
                              "ECG page", f"use a scan at least {MIN_PAGE_SIDE} px on each side")
     ink = _ink_strength(grey)
     geometry = _locate(ink)
-    ys = _frame_y(geometry, np.arange(height) + 0.5, height) - 0.5  # array index of each output row
-    x0, x1 = geometry.area[0], geometry.area[2]
-    step_x = (x1 - x0) / width
-    xs = x0 + (np.arange(width) + 0.5) * step_x - 0.5
+    # Array index of each output row and column (pixel centres sit at index + 0.5).
+    ys = _frame_y(geometry, np.arange(height) + 0.5, height) - 0.5
+    xs = _frame_x(geometry, np.arange(width) + 0.5, width) - 0.5
+    step_x = (geometry.area[2] - geometry.area[0]) / width
     step_y = (geometry.area[3] - geometry.area[1]) / height
     if step_x > 1.5 or step_y > 1.5:
         # Shrinking a lot: smooth first so thin traces average into grey rather than vanish.
@@ -249,10 +256,9 @@ def _deskew(image: np.ndarray, slope: float, centre: tuple[float, float]) -> np.
     h, w = image.shape
     if abs(slope) * max(h, w) < 1.0:
         return image
-    a = np.arctan(slope)
-    dx, dy = np.arange(w) + 0.5 - centre[0], np.arange(h) + 0.5 - centre[1]
-    xs = np.rint(centre[0] - 0.5 + dx[None, :] * np.cos(a) - dy[:, None] * np.sin(a)).astype(np.intp)
-    ys = np.rint(centre[1] - 0.5 + dx[None, :] * np.sin(a) + dy[:, None] * np.cos(a)).astype(np.intp)
+    columns, rows = (np.arange(w) + 0.5)[None, :], (np.arange(h) + 0.5)[:, None]
+    x_source, y_source = _frame_to_source(columns, rows, slope, centre)
+    xs, ys = np.rint(x_source - 0.5).astype(np.intp), np.rint(y_source - 0.5).astype(np.intp)
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     return np.where(inside, image[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)], 0)
 
@@ -506,6 +512,11 @@ def _inked_area(mask: np.ndarray) -> Box:
     return (float(x0), float(y0), float(x1), float(y1))
 
 
+def _frame_x(geometry: PageGeometry, x_out: np.ndarray, width: int) -> np.ndarray:
+    """Deskewed-frame x of output columns: the lead area's span stretched evenly."""
+    return geometry.area[0] + np.asarray(x_out, dtype=float) * (geometry.area[2] - geometry.area[0]) / width
+
+
 def _frame_y(geometry: PageGeometry, y_out: np.ndarray, height: int) -> np.ndarray:
     """Deskewed-frame y of output rows: piecewise linear so each baseline lands mid-row."""
     top, bottom = geometry.area[1], geometry.area[3]
@@ -527,14 +538,15 @@ def _resample(ink: np.ndarray, geometry: PageGeometry, ys: np.ndarray, xs: np.nd
     """
     if abs(geometry.slope) * ink.shape[1] < 0.5:  # no visible skew: the passes need no shear
         return _interp_cols(_interp_rows(ink, ys), xs)
-    angle = np.arctan(geometry.slope)
-    sin, cos = np.sin(angle), np.cos(angle)
-    cx, cy = geometry.centre
-    y_frame = (ys + 0.5 - cy)[:, None]  # centred frame coordinates of the output rows
-    columns = np.arange(ink.shape[1]) + 0.5 - cx
-    x_frame = (columns[None, :] + y_frame * sin) / cos  # where each output row meets each column
-    crossing = _interp_rows(ink, cy + x_frame * sin + y_frame * cos - 0.5)
-    return _interp_cols(crossing, cx + (xs + 0.5 - cx)[None, :] * cos - y_frame * sin - 0.5)
+    angle, (cx, cy) = np.arctan(geometry.slope), geometry.centre
+    rows = (ys + 0.5)[:, None]  # frame y of the output rows
+    columns = (np.arange(ink.shape[1]) + 0.5)[None, :]
+    # The frame x at which each output row meets each source column: _frame_to_source's x, inverted.
+    x_frame = cx + (columns - cx + (rows - cy) * np.sin(angle)) / np.cos(angle)
+    _, y_source = _frame_to_source(x_frame, rows, geometry.slope, geometry.centre)
+    crossing = _interp_rows(ink, y_source - 0.5)
+    x_source, _ = _frame_to_source((xs + 0.5)[None, :], rows, geometry.slope, geometry.centre)
+    return _interp_cols(crossing, x_source - 0.5)
 
 
 def _interp_rows(array: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -567,8 +579,7 @@ def _to_source_boxes(boxes: dict[str, Box], geometry: PageGeometry, size: tuple[
     height, width = size
     corners = np.array([[(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])] for b in boxes.values()],
                        dtype=float).reshape(-1, 2)
-    x0, x1 = geometry.area[0], geometry.area[2]
-    frame = np.column_stack([x0 + corners[:, 0] * (x1 - x0) / width, _frame_y(geometry, corners[:, 1], height)])
+    frame = np.column_stack([_frame_x(geometry, corners[:, 0], width), _frame_y(geometry, corners[:, 1], height)])
     source = (geometry.to_source(frame) * np.array(factor)).reshape(-1, 4, 2)
     low = np.clip(source.min(axis=1), 0, page_size)
     high = np.clip(source.max(axis=1), 0, page_size)
