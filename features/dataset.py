@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from features._progress import progress_disabled
 from features.cache import cache_root
-from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes
+from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes, read_file
 
 __all__ = [
     "CLASSES",
@@ -356,12 +356,10 @@ def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
 
 def _read_one(path: Path, max_pixels: int) -> dict | SkippedFile:
     try:
-        data = path.read_bytes()
+        data = read_file(path)
         info = probe_bytes(data, str(path), max_pixels=max_pixels)
     except ImageReadError as exc:
         return SkippedFile(path, f"{exc.reason}; {exc.hint}")
-    except OSError as exc:
-        return SkippedFile(path, f"cannot read file ({exc.strerror or exc}); check permissions")
     return {"sha256": hashlib.sha256(data).hexdigest(), "width": info.width, "height": info.height,
             "bytes": len(data), "mode": info.mode, "format": info.format}
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from features._progress import progress_disabled
 from features.cache import FeatureCache, config_hash
-from features.imageio import ImageReadError
+from features.imageio import ImageReadError, read_file
 from features.pages import NormalisedPage, normalise_page
 
 __all__ = ["as_sources", "extract_features"]
@@ -140,14 +139,7 @@ def _read(source: Source, index: int) -> tuple[bytes | np.ndarray, str]:
         return source, f"<array X[{index}]>"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), f"<bytes X[{index}]>"
-    name = str(source)
-    try:
-        return Path(source).read_bytes(), name
-    except FileNotFoundError:
-        raise ImageReadError(name, "file not found", "check the path") from None
-    except OSError as exc:
-        reason = f"cannot be read ({exc.strerror or exc})"
-        raise ImageReadError(name, reason, "check the path and its permissions") from None
+    return read_file(source), str(source)
 
 
 def _cached_parts(job: _Job, sha: str) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ __all__ = [
     "ImageReadError",
     "load_image",
     "load_image_and_size",
+    "read_file",
     "source_name",
     "probe_bytes",
 ]
@@ -167,6 +168,17 @@ def _load_reduced(im: Image.Image, name: str, shown: tuple[int, int], min_side: 
     if factor >= 2:
         im = im.reduce(factor)  # integer box average: keeps thin traces as grey, and is cheap
     return _to_float(im, mode)
+
+
+def read_file(path: str | os.PathLike) -> bytes:
+    """The file's bytes, or an :class:`ImageReadError` naming it and saying what to check."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(str(path), "file not found", "check the path") from None
+    except OSError as exc:
+        raise ImageReadError(str(path), f"cannot be read ({exc.strerror or exc})",
+                             "check the path and its permissions") from None
 
 
 def source_name(source: ImageSource) -> str:
