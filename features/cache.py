@@ -96,13 +96,13 @@ class FeatureCache:
 
     def prune(self) -> int:
         """Delete least recently written entries until the cache fits ``max_bytes``; return how many."""
-        entries = sorted(self._entries(), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in entries)
+        found = [(path, st) for path in self._entries() if (st := _stat_or_none(path)) is not None]
+        total = sum(st.st_size for _, st in found)
         removed = 0
-        for path in entries:
+        for path, st in sorted(found, key=lambda item: item[1].st_mtime):
             if total <= self.max_bytes:
                 break
-            total -= path.stat().st_size
+            total -= st.st_size
             path.unlink(missing_ok=True)
             removed += 1
         return removed
