@@ -174,33 +174,30 @@ def _read_traces(image: np.ndarray, boxes, skip: int) -> list[_Trace | None]:
     """
     x0, y0, x1, y1 = boxes[0]
     height, width = max(1, int(round(y1 - y0))), max(1, int(round(x1 - x0)) - skip)
-    crops = np.stack([_crop(image, box, skip, height, width) for box in boxes])
+    crops = np.ones((len(boxes), height, width), dtype=image.dtype)  # white beyond the page's edge
+    for crop, box in zip(crops, boxes):
+        x, y = int(round(box[0])) + skip, int(round(box[1]))
+        part = image[max(0, y):y + height, max(0, x):x + width]
+        crop[:part.shape[0], :part.shape[1]] = part
     ink, faint = crops < _INK, crops < _FAINT_INK
-    rows = np.arange(height)[None, :, None]
-    weight = np.where(ink, 1.0 - crops, 0.0)
+    rows = np.arange(height, dtype=np.float32)[None, :, None]
+    weight = np.where(ink, 1.0 - crops, np.float32(0.0))
     mass = weight.sum(axis=1)
     mean_row = (weight * rows).sum(axis=1) / np.maximum(mass, 1e-12)
-    top_row = np.where(faint, rows, height).min(axis=1)
-    bottom_row = np.where(faint, rows, -1).max(axis=1)
+    top_row = faint.argmax(axis=1)  # the first faint pixel from the top (0 where none: masked below)
+    bottom_row = height - 1 - faint[:, ::-1].argmax(axis=1)
     has_faint = faint.any(axis=1)
     density = ink.mean(axis=(1, 2))
     columns = np.arange(width)
 
     def height_of(row: np.ndarray, present: np.ndarray) -> np.ndarray:
-        return ((height - 1) / 2 - np.interp(columns, columns[present], row[present])) / height
+        if not present.all():
+            row = np.interp(columns, columns[present], row[present])
+        return ((height - 1) / 2 - row) / height
 
     return [_Trace(height_of(mean_row[i], mass[i] > 0), height_of(top_row[i], has_faint[i]),
-                   height_of(bottom_row[i], has_faint[i]), float(density[i])) if ink[i].any() else None
+                   height_of(bottom_row[i], has_faint[i]), float(density[i])) if density[i] > 0 else None
             for i in range(len(boxes))]
-
-
-def _crop(image: np.ndarray, box, skip: int, height: int, width: int) -> np.ndarray:
-    """``height`` x ``width`` pixels from the box's top left (after ``skip``), white-padded at edges."""
-    x0, y0 = int(round(box[0])) + skip, int(round(box[1]))
-    crop = np.ones((height, width), dtype=image.dtype)
-    part = image[max(0, y0):y0 + height, max(0, x0):x0 + width]
-    crop[:part.shape[0], :part.shape[1]] = part
-    return crop
 
 
 def _lead_measures(lead: _Trace | None, px_per_s: float) -> list[float]:
@@ -211,8 +208,14 @@ def _lead_measures(lead: _Trace | None, px_per_s: float) -> list[float]:
     st_start = int(round(0.06 * px_per_s))
     st_end = max(int(round(0.12 * px_per_s)), st_start + 1)
     q_span = max(1, int(round(0.04 * px_per_s)))
-    st = [lead.level[r + st_start:r + st_end].mean() - baseline for r in beats if r + st_start < len(lead.level)]
-    q = [lead.bottom[r - q_span:r].min() - baseline for r in beats if r >= q_span]
+    n = len(lead.level)
+    # ST: mean level over columns [r + st_start, r + st_end) after each beat, cut at the trace's end.
+    after = beats[beats + st_start < n][:, None] + np.arange(st_start, st_end)
+    inside = after < n
+    st = (lead.level[np.minimum(after, n - 1)] * inside).sum(axis=1) / inside.sum(axis=1) - baseline
+    # Q: lowest point over the q_span columns before each beat.
+    before = beats[beats >= q_span][:, None] - np.arange(1, q_span + 1)
+    q = lead.bottom[before].min(axis=1, initial=np.inf) - baseline
     amplitude = float(lead.top.max() - lead.bottom.min())
     return [amplitude, baseline, lead.density, _median_or_zero(st), _median_or_zero(q)]
 
@@ -245,8 +248,8 @@ def _beats(lead: _Trace, baseline: float, px_per_s: float) -> np.ndarray:
     return candidates[excursion[candidates] >= 0.6 * reference]
 
 
-def _median_or_zero(values: list[float]) -> float:
-    return _quantile(values, 0.5) if values else 0.0
+def _median_or_zero(values: np.ndarray) -> float:
+    return _quantile(values, 0.5) if len(values) else 0.0
 
 
 def _quantile(values, q: float) -> float:
