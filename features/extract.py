@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from features._heap import keep_heap_top
 from features._progress import progress_disabled
 from features.cache import FeatureCache, config_hash
 from features.imageio import ImageReadError, read_file
@@ -110,6 +111,7 @@ class _Job(NamedTuple):
 
 def _page_row(job: _Job, index: int, source: Source) -> np.ndarray:
     """One page's row, from the cache where possible."""
+    keep_heap_top()  # here, so that it also runs in every worker process
     data, name = _read(source, index)
     sha = hashlib.sha256(data).hexdigest() if job.cache is not None and isinstance(data, bytes) else None
     parts = _cached_parts(job, sha) if sha else {}
