@@ -136,13 +136,13 @@ _LEAD_MEASURES = ("amplitude", "baseline", "density", "st", "q")
 _RHYTHM_MEASURES = ("rate", "rr_cv", "beats")
 
 
-class _Trace(NamedTuple):
-    """One lead's trace, per column, in box heights above the box centre."""
+class _Traces(NamedTuple):
+    """The traces of boxes of one size, per box and column, in box heights above the box centre."""
 
-    level: np.ndarray  # ink-weighted mean height of the ink
+    level: np.ndarray  # (boxes, columns): ink-weighted mean height of the ink
     top: np.ndarray  # highest ink, faint ink included
     bottom: np.ndarray  # lowest ink, faint ink included
-    density: float  # share of the box's pixels that are ink
+    density: np.ndarray  # (boxes,): share of the box's pixels that are ink; 0 means no trace
 
 
 def trace(page: NormalisedPage) -> np.ndarray:
@@ -160,14 +160,18 @@ def trace(page: NormalisedPage) -> np.ndarray:
     px_per_s = width / _SECONDS_ACROSS
     skip = int(round(_LABEL_SKIP * (page.lead_boxes["I"][2] - page.lead_boxes["I"][0])))
     leads = _read_traces(page.image, [page.lead_boxes[lead] for lead in LEADS], skip)
-    values = [v for lead in leads for v in _lead_measures(lead, px_per_s)]
-    strip = leads[LEADS.index("II")] if not page.rhythm else _read_traces(page.image, [page.lead_boxes[RHYTHM]], skip)[0]
-    values.extend(_rhythm_measures(strip, px_per_s, width))
-    return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    values = _lead_measures(leads, px_per_s)
+    if page.rhythm:
+        strip, index = _read_traces(page.image, [page.lead_boxes[RHYTHM]], skip), 0
+    else:
+        strip, index = leads, LEADS.index("II")
+    rhythm = _rhythm_measures(strip, index, px_per_s, width)
+    return np.nan_to_num(np.concatenate([values.ravel(), rhythm]).astype(np.float32),
+                         nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _read_traces(image: np.ndarray, boxes, skip: int) -> list[_Trace | None]:
-    """The trace in each box (its first ``skip`` columns left out), None where there is no ink.
+def _read_traces(image: np.ndarray, boxes, skip: int) -> _Traces:
+    """The trace in each box (its first ``skip`` columns left out).
 
     The boxes of a normalised page share one size, so all are read in one vectorised pass.
     Columns without ink are interpolated from their neighbours.
@@ -180,65 +184,67 @@ def _read_traces(image: np.ndarray, boxes, skip: int) -> list[_Trace | None]:
         part = image[max(0, y):y + height, max(0, x):x + width]
         crop[:part.shape[0], :part.shape[1]] = part
     ink, faint = crops < _INK, crops < _FAINT_INK
-    rows = np.arange(height, dtype=np.float32)[None, :, None]
-    weight = np.where(ink, 1.0 - crops, np.float32(0.0))
+    weight = np.subtract(1.0, crops)
+    weight *= ink  # np.where(ink, 1 - crops, 0), ten times faster
     mass = weight.sum(axis=1)
-    mean_row = (weight * rows).sum(axis=1) / np.maximum(mass, 1e-12)
-    top_row = faint.argmax(axis=1)  # the first faint pixel from the top (0 where none: masked below)
-    bottom_row = height - 1 - faint[:, ::-1].argmax(axis=1)
-    has_faint = faint.any(axis=1)
-    density = ink.mean(axis=(1, 2))
+    rows_of = {
+        "level": (np.arange(height, dtype=np.float32) @ weight / np.maximum(mass, 1e-12), mass > 0),
+        "top": (faint.argmax(axis=1), faint.any(axis=1)),  # first faint pixel from the top
+        "bottom": (height - 1 - faint[:, ::-1].argmax(axis=1), faint.any(axis=1)),
+    }
     columns = np.arange(width)
-
-    def height_of(row: np.ndarray, present: np.ndarray) -> np.ndarray:
-        if not present.all():
-            row = np.interp(columns, columns[present], row[present])
-        return ((height - 1) / 2 - row) / height
-
-    return [_Trace(height_of(mean_row[i], mass[i] > 0), height_of(top_row[i], has_faint[i]),
-                   height_of(bottom_row[i], has_faint[i]), float(density[i])) if density[i] > 0 else None
-            for i in range(len(boxes))]
+    heights = {}
+    for name, (row, present) in rows_of.items():
+        row = row.astype(np.float64)
+        for i in np.flatnonzero(~present.all(axis=1) & present.any(axis=1)):  # fill gaps from neighbours
+            row[i] = np.interp(columns, columns[present[i]], row[i, present[i]])
+        heights[name] = ((height - 1) / 2 - row) / height
+    return _Traces(heights["level"], heights["top"], heights["bottom"], ink.mean(axis=(1, 2)))
 
 
-def _lead_measures(lead: _Trace | None, px_per_s: float) -> list[float]:
-    if lead is None:
-        return [0.0] * len(_LEAD_MEASURES)
-    baseline = _quantile(lead.level, 0.5)
-    beats = _beats(lead, baseline, px_per_s)
+def _lead_measures(traces: _Traces, px_per_s: float) -> np.ndarray:
+    """(boxes, len(_LEAD_MEASURES)); zeros for a box without ink."""
+    out = np.zeros((len(traces.density), len(_LEAD_MEASURES)))
+    baselines = np.median(traces.level, axis=1)
+    amplitudes = traces.top.max(axis=1) - traces.bottom.min(axis=1)
     st_start = int(round(0.06 * px_per_s))
     st_end = max(int(round(0.12 * px_per_s)), st_start + 1)
     q_span = max(1, int(round(0.04 * px_per_s)))
-    n = len(lead.level)
-    # ST: mean level over columns [r + st_start, r + st_end) after each beat, cut at the trace's end.
-    after = beats[beats + st_start < n][:, None] + np.arange(st_start, st_end)
-    inside = after < n
-    st = (lead.level[np.minimum(after, n - 1)] * inside).sum(axis=1) / inside.sum(axis=1) - baseline
-    # Q: lowest point over the q_span columns before each beat.
-    before = beats[beats >= q_span][:, None] - np.arange(1, q_span + 1)
-    q = lead.bottom[before].min(axis=1, initial=np.inf) - baseline
-    amplitude = float(lead.top.max() - lead.bottom.min())
-    return [amplitude, baseline, lead.density, _median_or_zero(st), _median_or_zero(q)]
+    n = traces.level.shape[1]
+    for i in np.flatnonzero(traces.density > 0):
+        level, bottom, baseline = traces.level[i], traces.bottom[i], baselines[i]
+        beats = _beats(traces, i, baseline, px_per_s)
+        # ST: mean level over columns [r + st_start, r + st_end) after each beat, cut at the end.
+        after = beats[beats + st_start < n][:, None] + np.arange(st_start, st_end)
+        inside = after < n
+        st = (level[np.minimum(after, n - 1)] * inside).sum(axis=1) / inside.sum(axis=1) - baseline
+        # Q: lowest point over the q_span columns before each beat.
+        before = beats[beats >= q_span][:, None] - np.arange(1, q_span + 1)
+        q = bottom[before].min(axis=1, initial=np.inf) - baseline
+        out[i] = (amplitudes[i], baseline, traces.density[i], _median_or_zero(st), _median_or_zero(q))
+    return out
 
 
-def _rhythm_measures(strip: _Trace | None, px_per_s: float, page_width: int) -> list[float]:
-    if strip is None:
+def _rhythm_measures(traces: _Traces, i: int, px_per_s: float, page_width: int) -> list[float]:
+    if traces.density[i] == 0:
         return [0.0] * len(_RHYTHM_MEASURES)
-    beats = _beats(strip, _quantile(strip.level, 0.5), px_per_s)
+    level = traces.level[i]
+    beats = _beats(traces, i, _quantile(level, 0.5), px_per_s)
     rr = np.diff(beats)
     if len(rr) >= 2:  # the mean RR is finer than a count, which moves in steps of a whole beat
         rate, rr_cv = page_width / rr.mean(), float(rr.std() / rr.mean())
     else:
-        rate, rr_cv = len(beats) * page_width / len(strip.level), 0.0
+        rate, rr_cv = len(beats) * page_width / len(level), 0.0
     return [float(rate), rr_cv, float(len(beats))]
 
 
-def _beats(lead: _Trace, baseline: float, px_per_s: float) -> np.ndarray:
+def _beats(traces: _Traces, i: int, baseline: float, px_per_s: float) -> np.ndarray:
     """Columns of the QRS complexes: the largest excursions from the baseline, up or down.
 
     Candidates are local maxima at least 0.25 s apart (240 bpm); a beat must reach 0.6 of the
     90th percentile of the candidates, so one tall ectopic beat does not hide the others.
     """
-    excursion = np.maximum(lead.top - baseline, baseline - lead.bottom)
+    excursion = np.maximum(traces.top[i] - baseline, baseline - traces.bottom[i])
     if excursion.max() < _FLAT:
         return np.zeros(0, dtype=int)
     candidates, _ = find_peaks(excursion, distance=max(1.0, 0.25 * px_per_s))
