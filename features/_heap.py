@@ -3,8 +3,9 @@
 Every page allocates and frees a few page-sized arrays. glibc's default is to trim the top of
 the heap when they are freed and grow it again (sbrk) for the next page, and every page of
 memory it grows by is touched fresh: about 1,300 page faults per ECG page, 2.5 ms on a VM,
-as much as the whole of page normalisation. Padding the heap top (``M_TOP_PAD``, the same as
-the ``MALLOC_TOP_PAD_`` environment variable) keeps that memory mapped between pages.
+as much as the whole of page normalisation. Taking those arrays from the heap and padding its top
+(``M_MMAP_THRESHOLD`` and ``M_TOP_PAD``, as the ``MALLOC_*_`` environment variables would) keeps
+that memory mapped between pages.
 """
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ import sys
 
 __all__ = ["keep_heap_top"]
 
-_M_TOP_PAD = -2  # glibc's <malloc.h>
+_M_TOP_PAD, _M_MMAP_THRESHOLD = -2, -3  # glibc's <malloc.h>
 _PAD_BYTES = 64 * 1024 * 1024  # a few pages' worth of arrays; memory the process keeps, not uses
+# Setting any malloc option turns off glibc's sliding mmap threshold, which would otherwise have
+# moved page-sized arrays onto the heap; without this they would get a fresh mmap (and fault)
+# every time. Arrays above it (a huge scan) still get their own mapping, returned when freed.
+_MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
 _applied = False
 
 
 def keep_heap_top() -> None:
-    """Set glibc's ``M_TOP_PAD`` once per process; a no-op off Linux or without ``mallopt``."""
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TOP_PAD`` once per process.
+
+    A no-op off Linux or without ``mallopt``.
+    """
     global _applied
     if _applied:
         return
@@ -32,4 +40,5 @@ def keep_heap_top() -> None:
         return
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
     mallopt(_M_TOP_PAD, _PAD_BYTES)
