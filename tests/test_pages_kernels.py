@@ -54,10 +54,13 @@ def test_dilate_equals_a_maximum_filter(mask, axis, size):
     assert np.array_equal(pages._dilate(mask, size, axis), ndimage.maximum_filter1d(mask, size, axis=axis))
 
 
-def test_percentiles_equal_numpys():
-    values = np.random.default_rng(3).random((37, 29)).astype(np.float32)
+def test_percentiles_equal_numpys_on_8_bit_pages_and_stay_close_on_deeper_ones():
+    rng = np.random.default_rng(3)
+    eight_bit = (rng.integers(0, 256, (37, 29)) / 255.0).astype(np.float32)
+    deep = rng.random((37, 29)).astype(np.float32)
     for qs in [(0.5, 90.0), (0.0, 100.0), (50.0,)]:
-        assert np.allclose(pages._percentiles(values, qs), np.percentile(values, qs), atol=1e-6)
+        assert np.allclose(pages._percentiles(eight_bit, qs), np.percentile(eight_bit, qs), atol=1e-6)
+        assert np.allclose(pages._percentiles(deep, qs), np.percentile(deep, qs), atol=1 / 255)
 
 
 def test_deskew_agrees_with_the_exact_rotation_nearly_everywhere():
