@@ -12,6 +12,7 @@ that met it, in input order; nothing is skipped silently.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
@@ -87,15 +88,34 @@ def extract_features(
                keys={name: config_hash({"sets": {name: version}, "size": list(size)})
                      for name, (version, _) in sets.items()})
     n = len(sources)
-    if n < 2 or effective_n_jobs(n_jobs) == 1:
-        rows = (_page_row(job, i, source) for i, source in enumerate(sources))
-    else:
-        rows = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_page_row)(job, i, source) for i, source in enumerate(sources))
     out = np.empty((n, sum(job.lengths[name] for name in job.sets)), dtype=np.float32)
-    with tqdm(rows, total=n, desc="features", unit="page", disable=progress_disabled(progress, n)) as bar:
-        for i, row in enumerate(bar):
-            out[i] = row
+    with tqdm(total=n, desc="features", unit="page", disable=progress_disabled(progress, n)) as bar:
+        if n < 2 or effective_n_jobs(n_jobs) == 1:
+            for i, source in enumerate(sources):
+                out[i] = _page_row(job, i, source)[1]
+                bar.update()
+            return out
+
+        def misses():
+            """Pages the cache cannot answer, as pool tasks; hits are filled in here, meanwhile.
+
+            Lazily consumed by the pool, so this look-up overlaps the workers' computing; a run
+            that is all hits never starts the pool at all.
+            """
+            for i, source in enumerate(sources):
+                row, sha = _cached_row(job, i, source)
+                if row is not None:
+                    out[i] = row
+                    bar.update()
+                else:
+                    yield delayed(_page_row)(job, i, source, sha)
+
+        tasks = misses()
+        first = next(tasks, None)
+        if first is not None:
+            for i, row in Parallel(n_jobs=n_jobs, return_as="generator")(itertools.chain([first], tasks)):
+                out[i] = row
+                bar.update()
     return out
 
 
@@ -109,16 +129,31 @@ class _Job(NamedTuple):
     keys: dict[str, str]
 
 
-def _page_row(job: _Job, index: int, source: Source) -> np.ndarray:
-    """One page's row, from the cache where possible."""
+def _page_row(job: _Job, index: int, source: Source, sha: str | None = None) -> tuple[int, np.ndarray]:
+    """(index, the page's row), from the cache where possible; ``sha`` when the caller hashed it."""
     keep_heap_top()  # here, so that it also runs in every worker process
     data, name = _read(source, index)
-    sha = hashlib.sha256(data).hexdigest() if job.cache is not None and isinstance(data, bytes) else None
+    if sha is None and job.cache is not None and isinstance(data, bytes):
+        sha = hashlib.sha256(data).hexdigest()
     parts = _cached_parts(job, sha) if sha else {}
     missing = [set_name for set_name in job.sets if set_name not in parts]
     if missing:
         parts.update(_computed_parts(job, missing, data, name, sha))
-    return np.concatenate([parts[set_name] for set_name in job.sets])
+    return index, np.concatenate([parts[set_name] for set_name in job.sets])
+
+
+def _cached_row(job: _Job, index: int, source: Source) -> tuple[np.ndarray | None, str | None]:
+    """(the page's cached row or None, its sha256 or None): the parent's quick look before dispatch."""
+    if job.cache is None or isinstance(source, np.ndarray):
+        return None, None
+    data, _ = _read(source, index)
+    if not isinstance(data, bytes):
+        return None, None
+    sha = hashlib.sha256(data).hexdigest()
+    parts = _cached_parts(job, sha)
+    if len(parts) < len(job.sets):
+        return None, sha
+    return np.concatenate([parts[set_name] for set_name in job.sets]), sha
 
 
 def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str | None) -> dict[str, np.ndarray]:
