@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from features._progress import progress_disabled
 from features.dataset import CLASSES
 
-__all__ = ["LEADS", "SyntheticPage", "generate_dataset", "make_page"]
+__all__ = ["LEADS", "SyntheticPage", "demo_dataset", "generate_dataset", "make_page"]
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 RHYTHM = "II_rhythm"
@@ -397,3 +397,35 @@ def _portrait_scan(page: Image.Image, boxes: dict, size: tuple[int, int]):
     boxes = {k: (round(b[0] * scale), round(b[1] * scale) + top, round(b[2] * scale), round(b[3] * scale) + top)
              for k, b in boxes.items()}
     return sheet, boxes
+
+
+DEMO_PER_CLASS = 40
+
+
+def demo_dataset(per_class: int = DEMO_PER_CLASS, seed: int = 0, *, progress: bool | None = None) -> Path:
+    """The built-in demo set, made on first use under ``$SMARTECG_CACHE/demo`` and reused after.
+
+    Written to a temporary folder and renamed into place, so an interrupted first run never
+    leaves half a dataset that later runs would take as complete.
+    """
+    import shutil
+    import tempfile
+
+    from features.cache import cache_root
+
+    root = cache_root() / "demo"
+    target = root / f"synthetic-v1-{per_class}-seed{seed}"
+    if (target / "synthetic_meta.jsonl").exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".making-", dir=root))
+    try:
+        generate_dataset(staging, per_class, seed, progress=progress)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: use theirs
+            if not (target / "synthetic_meta.jsonl").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
