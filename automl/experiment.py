@@ -1,0 +1,138 @@
+"""Experiment specs: the YAML files in ``experiments/`` that say what a search runs and how it judges.
+
+A spec names the MLflow experiment and the registered model, the metric that picks and promotes
+models, the feature sets, the split, and the engines with their budget weights and options::
+
+    name: smartecg-default
+    registry_name: smartecg
+    metric: macro_f1
+    features: [trace, hog_leads]
+    engines:
+      tpot: {weight: 1, population_size: 16, cv: 5}
+
+Unknown keys are refused with the file and key named, so a typo never silently runs defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENGINES", "METRICS", "EngineSpec", "ExperimentSpec", "load_spec", "builtin_spec_path"]
+
+# Metric name -> key in automl.evaluate's metric dict; all are "higher is better".
+METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "roc_auc")
+ENGINES = ("tpot",)
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine of a spec: its share of the budget and its own options (engine-specific)."""
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str = "smartecg-default"
+    registry_name: str = "smartecg"
+    metric: str = "macro_f1"
+    features: tuple[str, ...] = ("trace",)
+    engines: tuple[EngineSpec, ...] = (EngineSpec("tpot"),)
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    # Kept back from the engines for holdout scoring, model logging and registration.
+    reserve_seconds: float = 20.0
+    source: str = "<defaults>"
+
+    def engine(self, name: str) -> EngineSpec:
+        for engine in self.engines:
+            if engine.name == name:
+                return engine
+        raise KeyError(name)
+
+    def with_engines(self, names: list[str]) -> "ExperimentSpec":
+        """The spec restricted to ``names`` (``--engines``), keeping each one's options."""
+        unknown = [n for n in names if n not in ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+        by_name = {e.name: e for e in self.engines}
+        return dataclasses.replace(self, engines=tuple(by_name.get(n, EngineSpec(n)) for n in names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "registry_name": self.registry_name, "metric": self.metric,
+            "features": list(self.features), "split_fractions": list(self.split_fractions),
+            "reserve_seconds": self.reserve_seconds,
+            "engines": {e.name: {"weight": e.weight, **e.options} for e in self.engines},
+        }
+
+
+def builtin_spec_path(name: str) -> Path:
+    """``experiments/<name>.yaml`` shipped with SmartECG (default, quick, nightly)."""
+    return EXPERIMENTS_DIR / f"{name}.yaml"
+
+
+def load_spec(path: str | Path | None = None) -> ExperimentSpec:
+    """Read and check a spec; ``None`` reads the shipped ``default.yaml``.
+
+    A bare name such as ``quick`` finds the shipped ``experiments/quick.yaml``.
+    """
+    import yaml
+
+    from features.handcrafted import FEATURE_SETS
+
+    path = builtin_spec_path("default") if path is None else Path(path)
+    if not path.exists() and path.suffix == "" and builtin_spec_path(str(path)).exists():
+        path = builtin_spec_path(str(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: experiment spec not found; shipped specs: "
+                                f"{', '.join(p.stem for p in sorted(EXPERIMENTS_DIR.glob('*.yaml')))}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of settings at the top level")
+
+    def fail(message: str):
+        raise ValueError(f"{path}: {message}")
+
+    allowed = {"name", "registry_name", "metric", "features", "engines", "split_fractions", "reserve_seconds"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    defaults = ExperimentSpec()
+    metric = raw.get("metric", defaults.metric)
+    if metric not in METRICS:
+        fail(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    features = tuple(raw.get("features", defaults.features))
+    bad = [f for f in features if f not in FEATURE_SETS]
+    if not features or bad:
+        fail(f"unknown feature set(s) {', '.join(map(str, bad)) or '(none given)'}; "
+             f"choose from {', '.join(FEATURE_SETS)}")
+    engines = []
+    for name, options in (raw.get("engines") or {"tpot": {}}).items():
+        if name not in ENGINES:
+            fail(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+        options = dict(options or {})
+        weight = options.pop("weight", 1.0)
+        if not isinstance(weight, (int, float)) or weight < 0:
+            fail(f"engines.{name}.weight must be a number >= 0, got {weight!r}")
+        engines.append(EngineSpec(name, float(weight), options))
+    if not any(e.weight > 0 for e in engines):
+        fail("every engine has weight 0; give at least one a positive weight")
+    fractions = tuple(float(f) for f in raw.get("split_fractions", defaults.split_fractions))
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        fail(f"split_fractions must be three positive numbers (train, validation, holdout) summing to 1, got {fractions}")
+    reserve = raw.get("reserve_seconds", defaults.reserve_seconds)
+    if not isinstance(reserve, (int, float)) or reserve < 0:
+        fail(f"reserve_seconds must be a number >= 0, got {reserve!r}")
+    return ExperimentSpec(
+        name=str(raw.get("name", path.stem)), registry_name=str(raw.get("registry_name", defaults.registry_name)),
+        metric=metric, features=features, engines=tuple(engines), split_fractions=fractions,
+        reserve_seconds=float(reserve), source=str(path),
+    )

@@ -1,0 +1,45 @@
+"""Experiment specs: the shipped ones load; mistakes are refused with the file and key named."""
+import pytest
+
+from automl.experiment import ExperimentSpec, load_spec
+
+
+@pytest.mark.parametrize("name", ["default", "quick", "nightly"])
+def test_the_shipped_specs_load(name):
+    spec = load_spec(name)
+    assert isinstance(spec, ExperimentSpec) and spec.registry_name == "smartecg" and spec.metric == "macro_f1"
+    assert spec.engine("tpot").weight > 0 and spec.features
+
+
+def test_no_spec_means_default():
+    assert load_spec(None).name == "smartecg-default"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("metric: precision\n", "metric 'precision' is not one of"),
+    ("features: [trace, fourier]\n", "unknown feature set(s) fourier"),
+    ("engines: {gpt: {}}\n", "unknown engine 'gpt'"),
+    ("engines: {tpot: {weight: 0}}\n", "every engine has weight 0"),
+    ("budget: 30m\n", "unknown key(s) budget"),
+    ("split_fractions: [0.5, 0.5, 0.5]\n", "summing to 1"),
+    ("- a list\n", "mapping"),
+    ("metric: [unclosed\n", "not valid YAML"),
+])
+def test_mistakes_are_refused_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        load_spec(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_a_missing_spec_names_the_shipped_ones(tmp_path):
+    with pytest.raises(FileNotFoundError, match="default, nightly, quick"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_engines_flag_keeps_options_and_refuses_unknown_engines():
+    spec = load_spec("quick").with_engines(["tpot"])
+    assert spec.engine("tpot").options["population_size"] == 8
+    with pytest.raises(ValueError, match="unknown engine"):
+        spec.with_engines(["tpot", "magic"])
