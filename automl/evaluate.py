@@ -1,0 +1,140 @@
+"""Scores of a model on a labelled set: the numbers a search compares, and the plots people read.
+
+Every candidate of a search is scored here on the same holdout. Metrics are macro averages over
+the classes the model knows (a class with no holdout page counts as F1 0, never silently
+dropped), so one rare class done badly shows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc"]
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one model on one labelled set.
+
+    ``metrics`` is flat, ready for MLflow: accuracy, balanced_accuracy, macro_precision,
+    macro_recall, macro_f1, roc_auc (one-vs-rest, macro; NaN when the set lacks a class) and
+    ``f1_<class>`` per class.
+    """
+
+    classes: list[str]
+    y_true: np.ndarray
+    proba: np.ndarray
+    metrics: dict[str, float]
+    confusion: np.ndarray  # rows: true class, columns: predicted class, in ``classes`` order
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return np.asarray(self.classes)[self.proba.argmax(axis=1)]
+
+    def score(self, metric: str) -> float:
+        """The value of ``metric`` (a spec metric name); NaN scores rank below everything."""
+        return float(self.metrics[metric])
+
+    def summary(self) -> str:
+        m = self.metrics
+        return (f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
+                f"ROC-AUC {m['roc_auc']:.3f} on {len(self.y_true)} pages")
+
+
+def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> Evaluation:
+    """Score class probabilities ``proba`` (n, len(classes)) against labels ``y_true``."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                                 precision_recall_fscore_support, roc_auc_score)
+
+    classes = list(classes)
+    y_true = np.asarray(y_true, dtype=object)
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != (len(y_true), len(classes)):
+        raise ValueError(f"expected probabilities of shape ({len(y_true)}, {len(classes)}), got {proba.shape}")
+    unknown = sorted(set(y_true) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the model's classes {classes}")
+    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "roc_auc": _roc_auc(y_true, proba, classes, roc_auc_score),
+    }
+    metrics.update({f"f1_{c}": float(v) for c, v in zip(classes, f1)})
+    confusion = confusion_matrix(y_true, y_pred, labels=classes)
+    return Evaluation(classes, y_true, proba, metrics, confusion)
+
+
+def _roc_auc(y_true, proba, classes, roc_auc_score) -> float:
+    present = [i for i, c in enumerate(classes) if (y_true == c).any()]
+    if len(present) < len(classes) or len(present) < 2:
+        return float("nan")  # one-vs-rest needs positives and negatives for every class
+    # Rows must sum to 1 for sklearn's multi-class check; a model's float noise must not fail it.
+    p = np.clip(proba, 0, None)
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    if len(classes) == 2:
+        return float(roc_auc_score(y_true == classes[1], p[:, 1]))
+    return float(roc_auc_score(y_true, p, labels=classes, multi_class="ovr", average="macro"))
+
+
+def plot_confusion(evaluation: Evaluation, path: str | Path, title: str = "Holdout confusion matrix") -> Path:
+    """Counts, with each row's share in brackets; true classes down, predicted across."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = evaluation.confusion
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(evaluation.classes)
+    fig, ax = plt.subplots(figsize=(1.4 * n + 2, 1.2 * n + 1.5))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{counts[i, j]}\n({shares[i, j]:.0%})", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), evaluation.classes, rotation=30, ha="right")
+    ax.set_yticks(range(n), evaluation.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_roc(evaluation: Evaluation, path: str | Path, title: str = "Holdout ROC, one class vs rest") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for i, name in enumerate(evaluation.classes):
+        positive = evaluation.y_true == name
+        if positive.all() or not positive.any():
+            continue  # no curve without both positives and negatives
+        fpr, tpr, _ = roc_curve(positive, evaluation.proba[:, i])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.2f})")
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,83 @@
+"""ECGModel: raw page images in, class probabilities out, with all preprocessing inside.
+
+Whatever engine found it, a model is used the same way: ``predict_proba`` takes paths, raw bytes
+or image arrays and returns one row of probabilities per page, in the order of ``classes``. The
+same object is what MLflow stores (as a pyfunc, see :mod:`automl.pyfunc`), so a pulled model
+needs nothing but SmartECG installed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ECGModel"]
+
+
+class ECGModel:
+    """A fitted classifier over page features, with the feature extraction that feeds it.
+
+    Parameters
+    ----------
+    features : transformer
+        Turns a sequence of pages (paths, bytes or arrays) into a numeric matrix, e.g.
+        :class:`features.handcrafted.PageFeatures`. It must need no fitting on data.
+    classifier : fitted estimator
+        ``predict_proba`` on the feature matrix; its ``classes_`` are class names or indices
+        into ``classes``.
+    classes : sequence of str
+        Class names, the column order of :meth:`predict_proba`.
+    engine, description : str
+        Where it came from and what it is (pipeline text), for model cards and the registry.
+    """
+
+    def __init__(self, features, classifier, classes, *, engine: str = "", description: str = "",
+                 params: dict[str, Any] | None = None) -> None:
+        self.features = features
+        self.classifier = classifier
+        self.classes = [str(c) for c in classes]
+        self.engine = engine
+        self.description = description
+        self.params = dict(params or {})
+        self._columns = _column_order(getattr(classifier, "classes_", None), self.classes)
+
+    def predict_proba(self, pages) -> np.ndarray:
+        """(n_pages, n_classes) float64 probabilities; rows sum to 1."""
+        from features.extract import as_sources
+
+        sources = as_sources(pages)
+        if not sources:
+            return np.zeros((0, len(self.classes)))
+        vectors = self.features.transform(sources)
+        return self.proba_from_features(vectors)
+
+    def proba_from_features(self, vectors: np.ndarray) -> np.ndarray:
+        """Probabilities from a feature matrix already made by ``features`` (searches reuse theirs)."""
+        raw = np.asarray(self.classifier.predict_proba(vectors), dtype=float)
+        proba = np.zeros((len(raw), len(self.classes)))
+        proba[:, self._columns] = raw
+        return proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
+
+    def predict(self, pages) -> np.ndarray:
+        """The most probable class name of each page."""
+        return np.asarray(self.classes, dtype=object)[self.predict_proba(pages).argmax(axis=1)]
+
+    def __repr__(self) -> str:
+        return f"ECGModel(engine={self.engine!r}, classes={self.classes}, {self.description or type(self.classifier).__name__})"
+
+
+def _column_order(classifier_classes, classes: list[str]) -> np.ndarray:
+    """Where each of the classifier's ``classes_`` goes among ``classes``."""
+    if classifier_classes is None:
+        return np.arange(len(classes))
+    order = []
+    for c in classifier_classes:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if not 0 <= int(c) < len(classes):
+                raise ValueError(f"classifier class index {c} is outside the {len(classes)} classes")
+            order.append(int(c))
+        elif str(c) in classes:
+            order.append(classes.index(str(c)))
+        else:
+            raise ValueError(f"classifier class {c!r} is not among {classes}")
+    return np.asarray(order, dtype=int)
