@@ -1,0 +1,76 @@
+"""What every engine receives and returns.
+
+An engine gets :class:`TrainingData`, a number of seconds and a :class:`TrialLog`; it returns
+:class:`Candidate` models, fitted and ready for the holdout. It reports every trial it evaluated
+through the log as it goes (the controller turns each into a nested MLflow run), so trials
+finished before a stop are never lost. Engines do not parse command lines and do not touch
+MLflow themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from automl.model import ECGModel
+
+__all__ = ["Candidate", "Engine", "TrainingData", "Trial", "TrialLog"]
+
+
+@dataclass
+class TrainingData:
+    """The pages an engine may learn from; the holdout is never in here.
+
+    ``X`` holds the feature vectors of ``paths`` (from ``features``, a
+    :class:`features.handcrafted.PageFeatures` that needs no fitting), ``y`` the class names.
+    """
+
+    paths: list[str]
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    features: Any
+    metric: str
+    seed: int
+    workdir: Path
+
+
+@dataclass
+class Trial:
+    """One evaluated configuration, as the engine saw it (cross-validated on training data)."""
+
+    engine: str
+    number: int
+    description: str  # pipeline or architecture, readable
+    params: dict[str, Any]
+    score: float | None  # the engine's validation score of the spec's metric; None when it failed
+    fit_seconds: float | None
+    status: str  # "ok", "failed", "timeout" or "stopped" (cut off by the slice's end)
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrialLog(Protocol):
+    def __call__(self, trial: Trial) -> str | None:
+        """Record a trial; returns its tracking run id (or None when not tracked)."""
+
+
+@dataclass
+class Candidate:
+    """A fitted model an engine offers for the holdout comparison."""
+
+    engine: str
+    model: ECGModel
+    validation_score: float
+    params: dict[str, Any]
+    run_id: str | None
+    description: str = ""
+
+
+class Engine(Protocol):
+    name: str
+
+    def search(self, data: TrainingData, seconds: float, log: TrialLog) -> list[Candidate]:
+        """Search for at most ``seconds``, log every trial, return the best fitted candidates."""

@@ -1,0 +1,112 @@
+"""Run an engine's worker in its own process group and stop it, whole, at the end of its slice.
+
+Libraries such as TPOT keep their own clocks and overrun them, and start helper processes (Dask
+workers) of their own. So the worker runs as ``python -m <module> <workdir>`` in a new session;
+at the deadline its whole process group gets SIGTERM, then SIGKILL after a grace period. The
+worker writes what it finishes into ``workdir`` as it goes, so a stop loses only the trial in
+flight. A worker also watches its parent and stops its group when the parent dies (``kill -9`` of
+a search must not leave a search running on).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["WorkerRun", "run_worker", "watch_parent"]
+
+GRACE_SECONDS = 3.0
+
+
+@dataclass
+class WorkerRun:
+    returncode: int | None
+    stopped: bool  # cut off at the deadline
+    seconds: float
+    log_path: Path
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[], None] | None = None,
+               poll_seconds: float = 1.0, env: dict[str, str] | None = None,
+               clock: Callable[[], float] = time.monotonic) -> WorkerRun:
+    """Run ``python -m module workdir`` until it exits or ``deadline`` (on ``clock``) passes.
+
+    ``poll`` runs about every ``poll_seconds`` while the worker works (to log finished trials
+    as they appear). The worker's output goes to ``workdir/worker.log``.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "worker.log"
+    start = clock()
+    child_env = {**os.environ, **(env or {}), "SMARTECG_PARENT_PID": str(os.getpid())}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module, str(workdir)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=child_env, start_new_session=True)
+        stopped = False
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=max(0.05, min(poll_seconds, deadline - clock())))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if poll is not None:
+                    poll()
+                if clock() >= deadline:
+                    stopped = True
+                    _stop_group(proc)
+                    break
+        finally:
+            if proc.poll() is None:  # an exception or Ctrl-C in the parent: the worker goes too
+                _stop_group(proc, grace=0.5)
+    return WorkerRun(proc.returncode, stopped, clock() - start, log_path)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            if sig == signal.SIGTERM:
+                # The leader is gone; its helpers (same group) may not be.
+                _kill_group_quietly(proc.pid)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _kill_group_quietly(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def watch_parent(interval: float = 1.0) -> None:
+    """In a worker: stop this whole process group as soon as the parent search process is gone."""
+    parent = int(os.environ.get("SMARTECG_PARENT_PID", "0") or 0)
+    if parent <= 0:
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:  # re-parented: the search died without stopping us
+                _kill_group_quietly(os.getpgrp())
+                os._exit(1)
+
+    threading.Thread(target=watch, name="smartecg-parent-watch", daemon=True).start()

@@ -1,0 +1,128 @@
+"""TPOT over feature vectors, stopped at the end of its slice, every evaluation logged as it ends.
+
+TPOT runs in a worker process group (:mod:`automl.engines.tpot_worker`) with its own time limit
+set short of the slice; the runner stops the group at the slice's end in any case, because
+TPOT's ``max_time_mins`` is only checked between generations. The parent tails the worker's
+``trials.jsonl`` and logs each evaluation as it appears. When the worker is gone, the best
+pipelines by cross-validated score are refitted here on all the training data and become
+candidates.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from automl.engines.base import Candidate, TrainingData, Trial, TrialLog
+from automl.engines.runner import run_worker
+from automl.engines.tpot_space import CV_SCORERS
+from automl.model import ECGModel
+
+__all__ = ["TPOTEngine"]
+
+log = logging.getLogger(__name__)
+
+
+class TPOTEngine:
+    """Options come from the experiment spec's ``engines.tpot`` block.
+
+    population_size: pipelines per generation. cv: folds of the cross-validation that scores
+    each pipeline. max_eval_seconds: TPOT's (soft) limit per pipeline. n_jobs: Dask workers.
+    candidates: how many of the best pipelines are refitted and scored on the holdout.
+    early_stop: generations without improvement before TPOT stops itself (None: never).
+    """
+
+    name = "tpot"
+
+    def __init__(self, population_size: int = 16, cv: int = 5, max_eval_seconds: float = 60.0, n_jobs: int = 2,
+                 candidates: int = 3, early_stop: int | None = None) -> None:
+        self.population_size = int(population_size)
+        self.cv = int(cv)
+        self.max_eval_seconds = float(max_eval_seconds)
+        self.n_jobs = int(n_jobs)
+        self.candidates = int(candidates)
+        self.early_stop = early_stop
+        if self.population_size < 2 or self.cv < 2 or self.n_jobs < 1 or self.candidates < 1 or self.max_eval_seconds <= 0:
+            raise ValueError("tpot options: population_size >= 2, cv >= 2, n_jobs >= 1, candidates >= 1, "
+                             "max_eval_seconds > 0")
+
+    def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
+        start = time.monotonic()
+        deadline = start + seconds
+        workdir = data.workdir / "tpot"
+        workdir.mkdir(parents=True, exist_ok=True)
+        classes = list(data.classes)
+        y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
+        refit_reserve = min(0.2 * seconds, 2.0 + 0.5 * self.candidates)
+        # TPOT checks its own clock only between generations, so the runner's hard stop is what
+        # ends the slice; TPOT's limit is set to the same time (it would stop a little later).
+        tpot_seconds = max(5.0, seconds - refit_reserve)
+        np.savez(workdir / "data.npz", X=data.X.astype(np.float64), y=y)
+        (workdir / "job.json").write_text(json.dumps({
+            "classes": classes, "seed": data.seed, "metric": data.metric, "scoring": CV_SCORERS[data.metric],
+            "cv": max(2, min(self.cv, int(np.bincount(y).min()))), "n_jobs": self.n_jobs,
+            "population_size": self.population_size, "early_stop": self.early_stop,
+            "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
+        }))
+        trials = _TrialTail(workdir / "trials.jsonl", log_trial, self.name)
+        run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll)
+        trials.poll()
+        if not run.stopped and run.returncode not in (0, None) and not trials.records:
+            raise RuntimeError(f"TPOT worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
+        if run.stopped:
+            log.info("tpot: stopped at the end of its slice after %.0f s, %d trials kept", run.seconds, len(trials.records))
+        return self._refit_best(trials.records, data, y, deadline)
+
+    def _refit_best(self, records: list[dict], data: TrainingData, y: np.ndarray, deadline: float) -> list[Candidate]:
+        ok = [r for r in records if r["status"] == "ok" and r.get("score") is not None]
+        ok.sort(key=lambda r: -r["score"])
+        candidates: list[Candidate] = []
+        for record in ok[: self.candidates]:
+            if candidates and time.monotonic() >= deadline:
+                break  # the best one is always refitted; the others only while time is left
+            pipeline = pickle.loads(base64.b64decode(record["pickle"]))
+            try:
+                pipeline.fit(data.X, y)
+            except Exception as exc:  # scored in CV but fails on all the data: report, try the next
+                log.warning("tpot: refit of trial %d failed (%s)", record["number"], exc)
+                continue
+            model = ECGModel(data.features, pipeline, data.classes, engine=self.name,
+                             description=record["pipeline"], params=record["params"])
+            candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
+                                        record.get("run_id"), record["pipeline"]))
+        return candidates
+
+
+class _TrialTail:
+    """Reads the complete lines the worker appended since the last look and logs each as a trial."""
+
+    def __init__(self, path: Path, log_trial: TrialLog, engine: str) -> None:
+        self.path, self.log_trial, self.engine = path, log_trial, engine
+        self.offset = 0
+        self.records: list[dict] = []
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
+        self.offset += end
+        for line in chunk[:end].splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cannot happen with single appends; never stop a search over it
+            record["number"] = len(self.records)
+            trial = Trial(engine=self.engine, number=record["number"], description=record["pipeline"],
+                          params=record["params"], score=record.get("score"), fit_seconds=record.get("seconds"),
+                          status="ok" if record["status"] == "ok" else record["status"], error=record.get("error", ""))
+            record["run_id"] = self.log_trial(trial)
+            self.records.append(record)
