@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from automl import __version__
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args) or 0
-    except (DatasetError, ImageReadError, FileNotFoundError, NotADirectoryError, PermissionError,
+    except (DatasetError, ImageReadError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError,
             ValueError) as exc:
         # One line the user can act on, not a traceback.
         print(f"smartecg: error: {exc}", file=sys.stderr)
@@ -41,6 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smartecg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    tracking_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"
 
     data = commands.add_parser("data", help="make, check and describe ECG image datasets")
     data_commands = data.add_subparsers(title="data commands", metavar="COMMAND")
@@ -77,6 +79,48 @@ def _build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--dir", help=dir_help)
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(handler=_cache_clear)
+
+    search = commands.add_parser("search", help="budgeted AutoML search; every trial in MLflow, the best in the registry")
+    search.add_argument("--data", help="dataset folder (default: the built-in synthetic demo set)")
+    search.add_argument("--budget", required=True, help="wall time for the whole search: 90s, 30m, 2h")
+    search.add_argument("--experiment", default=None,
+                        help="experiment spec YAML, or a shipped one by name: default, quick, nightly")
+    search.add_argument("--engines", default=None, help="comma-separated engines to run (default: the spec's)")
+    search.add_argument("--seed", type=int, default=0, help="random seed of the split and the engines")
+    search.add_argument("--tracking-uri", default=None, help=tracking_help)
+    search.add_argument("--quiet", action="store_true", help="no live progress line")
+    search.set_defaults(handler=_search)
+
+    pull = commands.add_parser("pull", help="download a registered model and its model card")
+    which = pull.add_mutually_exclusive_group()
+    which.add_argument("--alias", default=None, help="alias to pull (default: champion)")
+    which.add_argument("--version", type=positive_int, default=None, help="version number to pull")
+    pull.add_argument("--out", required=True, help="folder to write model/ and MODEL_CARD.md into")
+    pull.add_argument("--name", default="smartecg", help="registered model name (default: smartecg)")
+    pull.add_argument("--tracking-uri", default=None, help=tracking_help)
+    pull.set_defaults(handler=_pull)
+
+    predict = commands.add_parser("predict", help="classify ECG page images with a registered or pulled model")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--model", default="models:/smartecg@champion",
+                         help="model URI or a pulled model folder (default: models:/smartecg@champion)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    predict.add_argument("--tracking-uri", default=None, help=tracking_help)
+    predict.set_defaults(handler=_predict)
+
+    evaluate = commands.add_parser("evaluate", help="score a model on a labelled dataset folder (every page)")
+    evaluate.add_argument("data", help="dataset folder (<Class>/ or train/<Class>/)")
+    evaluate.add_argument("--model", default="models:/smartecg@champion",
+                          help="model URI or a pulled model folder (default: models:/smartecg@champion)")
+    evaluate.add_argument("--out", default=None, help="folder for metrics.json, confusion.png and roc.png")
+    evaluate.add_argument("--tracking-uri", default=None, help=tracking_help)
+    evaluate.set_defaults(handler=_evaluate)
+
+    ui = commands.add_parser("ui", help="the MLflow UI over SmartECG's store, on 127.0.0.1")
+    ui.add_argument("--port", type=positive_int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1 only)")
+    ui.add_argument("--tracking-uri", default=None, help=tracking_help)
+    ui.set_defaults(handler=_ui)
     return parser
 
 
@@ -155,6 +199,66 @@ def _cache_clear(args) -> int:
     freed = cache.clear()
     print(f"freed {_human_size(freed.size_bytes)}: {_entries(freed.entries)} deleted from {cache.root}")
     return 0
+
+
+def _search(args) -> int:
+    from automl.budget import parse_duration
+    from automl.controller import run_search
+    from automl.experiment import load_spec
+    from automl.summary import search_summary
+
+    budget = parse_duration(args.budget)
+    spec = load_spec(args.experiment)
+    if args.engines:
+        spec = spec.with_engines([e.strip() for e in args.engines.split(",") if e.strip()])
+    result = run_search(spec, budget, data=args.data, seed=args.seed, tracking_uri=args.tracking_uri,
+                        progress=not args.quiet)
+    print(search_summary(result))
+    return 0 if result.best is not None else 1
+
+
+def _pull(args) -> int:
+    from automl.registry import CHAMPION, pull
+    from automl.tracking import resolve_tracking_uri, use_store
+
+    client = use_store(resolve_tracking_uri(args.tracking_uri))
+    alias = None if args.version is not None else (args.alias or CHAMPION)
+    folder = pull(client, args.name, Path(args.out), alias=alias, version=args.version)
+    print(f"model: {folder}")
+    print(f"model card: {folder.parent / 'MODEL_CARD.md'}")
+    print(f"use it: mlflow.pyfunc.load_model({str(folder)!r}) or smartecg predict IMAGE --model {folder}")
+    return 0
+
+
+def _predict(args) -> int:
+    from automl.predict import predict_files
+
+    return predict_files(args.images, args.model, tracking_uri=args.tracking_uri, as_json=args.json)
+
+
+def _evaluate(args) -> int:
+    from automl.predict import evaluate_folder
+
+    metrics = evaluate_folder(args.data, args.model, tracking_uri=args.tracking_uri, out=args.out)
+    print(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
+          f"ROC-AUC {metrics['roc_auc']:.3f}")
+    print("per-class F1: " + ", ".join(f"{k[3:]} {v:.3f}" for k, v in metrics.items() if k.startswith("f1_")))
+    if args.out:
+        print(f"written: {args.out}/metrics.json, confusion.png, roc.png")
+    return 0
+
+
+def _ui(args) -> int:
+    from automl.tracking import ui_command
+
+    command = ui_command(args.tracking_uri, host=args.host, port=args.port)
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
+    import subprocess
+
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _human_size(n_bytes: int) -> str:

@@ -1,26 +1,12 @@
 """The `smartecg` command as users run it: a real subprocess, real files."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import smartecg
 
 from features.cache import FeatureCache
 from features.dataset import CLASSES
-
-
-def smartecg(*args, check=True, env=None):
-    script = Path(sys.executable).with_name("smartecg")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
-    # stdin is never a terminal here, as in CI: a command that would ask must refuse instead.
-    result = subprocess.run(command + [str(a) for a in args], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_synth_then_report_then_split(tmp_path):

@@ -1,0 +1,270 @@
+"""A search, start to finish: data -> features -> engines -> holdout -> registry, under one budget.
+
+The budget starts before the data scan and ends after the registration; engines get slices of
+what is left after a reserve for the final steps (:mod:`automl.budget`), and every trial becomes
+a nested MLflow run as it finishes. All candidates are scored on the same holdout, which no
+engine ever sees; the best by the spec's metric is offered to the registry.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import logging
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+
+from automl.budget import Budget, format_duration
+from automl.engines.base import Candidate, Trial, TrainingData
+from automl.evaluate import Evaluation, evaluate, plot_confusion, plot_roc
+from automl.experiment import EngineSpec, ExperimentSpec
+from automl.progress import SearchProgress
+from automl.tracking import SearchTracker, git_commit, resolve_tracking_uri
+
+__all__ = ["ScoredCandidate", "SearchResult", "run_search", "make_engine"]
+
+log = logging.getLogger(__name__)
+
+MIN_ENGINE_SECONDS = 5.0  # less than this and an engine cannot evaluate anything useful
+
+
+@dataclass
+class ScoredCandidate:
+    candidate: Candidate
+    evaluation: Evaluation
+
+    def key(self, metric: str) -> tuple[float, float]:
+        score = self.evaluation.score(metric)
+        return (score if math.isfinite(score) else -math.inf, self.candidate.validation_score)
+
+
+@dataclass
+class SearchResult:
+    run_id: str
+    tracking_uri: str
+    spec: ExperimentSpec
+    data_root: Path
+    data_hash: str
+    trials: int
+    candidates: list[ScoredCandidate]
+    best: ScoredCandidate | None
+    promotion: object | None  # automl.registry.Promotion
+    elapsed: float
+    engine_seconds: float
+    budget_seconds: float
+    skipped: list = field(default_factory=list)
+
+    @property
+    def overhead_share(self) -> float:
+        """Share of the wall time spent outside engine slices (scan, features, scoring, registry)."""
+        return 1.0 - self.engine_seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def make_engine(spec: EngineSpec):
+    if spec.name == "tpot":
+        from automl.engines.tpot_engine import TPOTEngine
+
+        return TPOTEngine(**spec.options)
+    raise ValueError(f"unknown engine {spec.name!r}")
+
+
+def run_search(
+    spec: ExperimentSpec,
+    budget_seconds: float,
+    *,
+    data: str | Path | None = None,
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    progress: bool = True,
+    stream: TextIO | None = None,
+    engine_factory: Callable[[EngineSpec], object] = make_engine,
+) -> SearchResult:
+    """Run one search; raises DatasetError for unusable data before anything is logged."""
+    from features.cache import default_cache_dir
+    from features.dataset import assign_splits, scan
+    from features.synthetic import demo_dataset
+
+    budget = Budget(budget_seconds, reserve=min(spec.reserve_seconds, 0.3 * budget_seconds))
+    shown = SearchProgress(budget, spec.metric, stream=stream, enabled=progress)
+    # Opening MLflow (imports, the SQLite store, ending runs of dead searches) takes a second or
+    # two: it happens in a thread while the data is scanned and its features are read.
+    uri = resolve_tracking_uri(tracking_uri)
+    opener = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="smartecg-tracking")
+    tracker_ready = opener.submit(_open_tracker, uri, spec.name)
+    opener.shutdown(wait=False)
+    shown.set_stage("data")  # SearchProgress also times each stage, for the run's seconds_* metrics
+    root = Path(data) if data is not None else demo_dataset(progress=False)
+    manifest = scan(root, progress=False)
+    skipped = {str(s.path): s.reason for s in manifest.skipped}
+    for path, reason in skipped.items():
+        shown.message(f"skipped {path}: {reason}")
+    frame = assign_splits(manifest, fractions=spec.split_fractions, seed=seed)
+    shown.set_stage("features")
+    vectors, frame, unreadable = _features(frame, spec, shown, cache_dir=default_cache_dir())
+    skipped.update(unreadable)
+
+    data_hash = manifest.data_hash()
+    search_run = _LazySearchRun(tracker_ready, name=f"search-{format_duration(budget_seconds)}", params={
+        "budget_seconds": budget_seconds, "seed": seed, "data": str(root), "metric": spec.metric,
+        "features": ",".join(spec.features), "engines": ",".join(e.name for e in spec.engines),
+        "spec": spec.source, "n_images": len(frame), "n_skipped": len(skipped)},
+        tags={"smartecg.data_hash": data_hash, "smartecg.git_commit": git_commit(),
+              "smartecg.budget": format_duration(budget_seconds)}, skipped=skipped)
+    workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
+    status = "FAILED"
+    try:
+        result = _search(spec, budget, shown, search_run, frame, vectors, manifest, root, data_hash, seed, workdir,
+                         engine_factory)
+        result.skipped = sorted(skipped)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        search_run.finish(status)
+        shown.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _LazySearchRun:
+    """The search's parent run, started when first needed: by then MLflow has opened meanwhile.
+
+    The first trial of an engine takes seconds to arrive (worker start-up), so engines start
+    before the tracker is ready and nothing waits for it in practice.
+    """
+
+    def __init__(self, tracker_ready: concurrent.futures.Future, *, name: str, params: dict, tags: dict,
+                 skipped: dict[str, str]) -> None:
+        self._ready, self._name, self._params, self._tags, self._skipped = tracker_ready, name, params, tags, skipped
+        self._tracker: SearchTracker | None = None
+
+    @property
+    def tracker(self) -> SearchTracker:
+        if self._tracker is None:
+            tracker = self._ready.result()
+            tracker.start_search(self._name, self._params, self._tags)
+            self._tracker = tracker
+            if self._skipped:
+                tracker.log_dict(tracker.parent_run_id, self._skipped, "skipped_files.json")
+        return self._tracker
+
+    def finish(self, status: str) -> None:
+        """End the run with ``status``; a search that failed before its run started still leaves one."""
+        try:
+            tracker = self.tracker
+        except Exception:  # MLflow itself could not be opened: the original error is the one to see
+            return
+        tracker.finish_search(status)
+
+
+def _open_tracker(uri: str, experiment: str) -> SearchTracker:
+    tracker = SearchTracker(uri, experiment)
+    tracker.end_orphaned_runs()
+    importlib.import_module("matplotlib.pyplot")  # for the holdout plots, later; also slow to import
+    return tracker
+
+
+def _search(spec, budget, shown, search_run, frame, vectors, manifest, root, data_hash, seed, workdir,
+            engine_factory):
+    from features.handcrafted import PageFeatures
+
+    classes = [c for c in manifest.classes if c in set(frame["label"])]
+    learn = frame["split"] != "holdout"
+    holdout = frame[~learn]
+    model_features = PageFeatures(sets=tuple(spec.features), n_jobs=1, cache_dir=None, progress=False)
+    training = TrainingData(paths=[str(p) for p in frame.loc[learn, "path"]], X=vectors[learn.to_numpy()],
+                            y=frame.loc[learn, "label"].to_numpy(dtype=object), classes=classes,
+                            features=model_features, metric=spec.metric, seed=seed, workdir=workdir)
+    trials = 0
+
+    def log_trial(trial: Trial) -> str:
+        nonlocal trials
+        trials += 1
+        shown.trial(trial.score, trial.status == "ok")
+        return search_run.tracker.log_trial(trial, spec.metric)
+
+    candidates: list[Candidate] = []
+    plan = budget.plan({e.name: e.weight for e in spec.engines})
+    for name in plan:
+        seconds = plan.slice(name)
+        if seconds < MIN_ENGINE_SECONDS:
+            shown.message(f"{name}: skipped, {seconds:.0f} s left of the budget is too little to search")
+            continue
+        shown.set_stage(name, shown_as=f"{name} ({format_duration(seconds)})")
+        started = budget.elapsed()
+        try:
+            found = engine_factory(spec.engine(name)).search(training, seconds, log_trial)
+        finally:
+            budget.engine_seconds += budget.elapsed() - started
+        candidates += found
+
+    shown.set_stage("holdout")
+    tracker = search_run.tracker
+    run_id = tracker.parent_run_id
+    X_holdout = vectors[(~learn).to_numpy()]
+    y_holdout = holdout["label"].to_numpy(dtype=object)
+    scored = []
+    for candidate in candidates:
+        evaluation = evaluate(y_holdout, candidate.model.proba_from_features(X_holdout), classes)
+        if candidate.run_id:
+            tracker.log_metrics(candidate.run_id, evaluation.metrics, prefix="holdout_")
+        scored.append(ScoredCandidate(candidate, evaluation))
+    best = max(scored, key=lambda s: s.key(spec.metric)) if scored else None
+    tracker.log_metrics(run_id, {"trials": trials, "candidates": len(scored)})
+
+    promotion = None
+    if best is None:
+        shown.message("no candidate finished within the budget; nothing registered (give a larger --budget)")
+    else:
+        tracker.log_metrics(run_id, best.evaluation.metrics, prefix="holdout_")
+        _log_plots(tracker, run_id, best, workdir)
+        shown.set_stage("registry")
+        from automl.registry import promote
+
+        promotion = promote(tracker, spec, best, holdout_paths=[str(p) for p in holdout["path"]],
+                            holdout_labels=y_holdout, data_hash=data_hash)
+    shown.set_stage("done")
+    elapsed = budget.elapsed()
+    tracker.log_metrics(run_id, {"elapsed_seconds": elapsed, "engine_seconds": budget.engine_seconds,
+                                 **{f"seconds_{stage}": t for stage, t in shown.stage_seconds.items()}})
+    return SearchResult(run_id=run_id, tracking_uri=tracker.tracking_uri, spec=spec, data_root=root,
+                        data_hash=data_hash, trials=trials, candidates=scored, best=best, promotion=promotion,
+                        elapsed=elapsed, engine_seconds=budget.engine_seconds, budget_seconds=budget.seconds)
+
+
+def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
+    """Feature vectors of every usable page, the frame of those pages, and {path: reason} of the rest.
+
+    A page that decodes but cannot be used (too small, say) is reported and left out.
+    """
+    from features.dataset import SPLITS, DatasetError
+    from features.handcrafted import PageFeatures
+    from features.imageio import ImageReadError
+
+    extractor = PageFeatures(sets=tuple(spec.features), n_jobs=-1, cache_dir=cache_dir, progress=False)
+    unreadable: dict[str, str] = {}
+    while True:
+        try:
+            return extractor.transform([str(p) for p in frame["path"]]), frame, unreadable
+        except ImageReadError as exc:  # reported, dropped, and the rest goes on (cached rows are reused)
+            shown.message(f"skipped {exc}")
+            unreadable[exc.name] = f"{exc.reason}; {exc.hint}"
+            frame = frame[frame["path"].astype(str) != exc.name]
+            missing = [s for s in SPLITS if not (frame["split"] == s).any()]
+            if missing:
+                raise DatasetError(f"no usable page left in the {', '.join(missing)} split") from None
+
+
+def _log_plots(tracker: SearchTracker, run_id: str, best: ScoredCandidate, workdir: Path) -> None:
+    plots = workdir / "plots"
+    for path in (plot_confusion(best.evaluation, plots / "holdout_confusion.png"),
+                 plot_roc(best.evaluation, plots / "holdout_roc.png")):
+        tracker.log_artifact(run_id, path, "holdout")
+        if best.candidate.run_id:
+            tracker.log_artifact(best.candidate.run_id, path, "holdout")
+

@@ -1,0 +1,30 @@
+"""The few lines a search ends with: the result, where it is, and the commands to look at it."""
+from __future__ import annotations
+
+from automl.budget import format_duration
+
+__all__ = ["search_summary"]
+
+
+def search_summary(result) -> str:
+    spec = result.spec
+    lines = [f"search finished in {format_duration(result.elapsed)} of a {format_duration(result.budget_seconds)} "
+             f"budget: {result.trials} trials, {len(result.candidates)} candidates scored on the holdout"
+             f" ({result.overhead_share:.0%} of the time outside engines)"]
+    if result.skipped:
+        lines.append(f"{len(result.skipped)} file(s) skipped (named above and in the run's skipped_files.json)")
+    if result.best is None:
+        lines.append("no model was registered: no trial finished within the budget; try a larger --budget")
+        return "\n".join(lines)
+    best, promotion = result.best, result.promotion
+    lines.append(f"best: {best.candidate.engine} {best.candidate.description}")
+    lines.append(f"holdout: {best.evaluation.summary()}")
+    lines.append(f"registry: {promotion.name} v{promotion.version} is now '{promotion.alias}' ({promotion.reason})")
+    uri_flag = "" if result.tracking_uri.endswith("mlruns/mlflow.db") else f" --tracking-uri {result.tracking_uri}"
+    lines += [
+        "look at it:",
+        f"  smartecg ui{uri_flag}                      # every trial, under experiment '{spec.name}'",
+        f"  smartecg pull --alias champion --out champion{uri_flag}",
+        f"  smartecg predict PAGE.jpg{uri_flag}         # uses models:/{promotion.name}@champion",
+    ]
+    return "\n".join(lines)

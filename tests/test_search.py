@@ -1,0 +1,203 @@
+"""The search controller end to end: real TPOT, a real SQLite MLflow store, real subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from cli_helpers import smartecg, smartecg_command
+
+from features.synthetic import generate_dataset
+
+pytestmark = pytest.mark.slow
+
+LOAD_AND_PREDICT = """
+import json, sys
+import mlflow.pyfunc, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+paths = sys.argv[2:]
+by_path = model.predict(pd.DataFrame({"image": paths}))
+by_bytes = model.predict(pd.DataFrame({"image_bytes": [open(p, "rb").read() for p in paths]}))
+print(json.dumps({"path": by_path.to_dict("list"), "bytes": by_bytes.to_dict("list")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A first search on a small synthetic set, into a fresh SQLite store: it becomes the champion."""
+    root = tmp_path_factory.mktemp("search")
+    data = generate_dataset(root / "data", 10, seed=21, progress=False)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    env = {"SMARTECG_CACHE": str(root / "cache"), "MLFLOW_TRACKING_URI": uri}
+    first = smartecg("search", "--data", data, "--budget", "40s", "--experiment", "quick", "--quiet",
+                     env=env, cwd=root)
+    return SimpleNamespace(root=root, data=data, uri=uri, env=env, first=first)
+
+
+def client_for(uri):
+    from automl.tracking import use_store
+
+    return use_store(uri)
+
+
+def search_runs(client, experiment="smartecg-quick"):
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=5000)
+    parents = [r for r in runs if r.data.tags.get("smartecg.kind") == "search"]
+    return runs, sorted(parents, key=lambda r: r.info.start_time)
+
+
+def children(runs, parent):
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def test_every_evaluated_pipeline_is_a_nested_run_and_the_best_is_champion(store):
+    assert "is now 'champion'" in store.first.stdout, store.first.stdout
+    client = client_for(store.uri)
+    runs, parents = search_runs(client)
+    parent = parents[0]
+    trials = children(runs, parent)
+    assert parent.info.status == "FINISHED"
+    assert len(trials) == int(parent.data.metrics["trials"]) >= 5
+    assert all(t.data.tags["smartecg.engine"] == "tpot" and "pipeline" in t.data.params for t in trials)
+    assert all(t.info.status in ("FINISHED", "FAILED") for t in trials)
+    scored = [t for t in trials if "val_macro_f1" in t.data.metrics]
+    assert scored and all("fit_seconds" in t.data.metrics for t in scored)
+    # Candidates carry their holdout scores; the parent has the best one's and the plots.
+    assert any("holdout_macro_f1" in t.data.metrics for t in trials)
+    assert "holdout_macro_f1" in parent.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "holdout")}
+    assert {"holdout/holdout_confusion.png", "holdout/holdout_roc.png"} <= artifacts
+    champion = client.get_model_version_by_alias("smartecg", "champion")
+    assert str(champion.version) == "1" and champion.tags["engine"] == "tpot"
+    assert float(champion.tags["holdout_macro_f1"]) == pytest.approx(parent.data.metrics["holdout_macro_f1"], abs=1e-5)
+
+
+def test_the_champion_predicts_paths_and_bytes_in_a_fresh_process(store):
+    pages = sorted(str(p) for p in store.data.glob("*/*.jpg"))[::10]
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, "models:/smartecg@champion", *pages],
+                         capture_output=True, text=True, env={**os.environ, **store.env}, timeout=300, check=True)
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["path"] == answer["bytes"]
+    classes = [c[2:] for c in answer["path"] if c.startswith("p_")]
+    assert len(classes) == 5 and len(answer["path"]["class"]) == len(pages)
+    assert set(answer["path"]["class"]) <= set(classes)
+    totals = np.sum([answer["path"][f"p_{c}"] for c in classes], axis=0)
+    assert np.allclose(totals, 1.0)
+
+
+def test_pull_writes_a_model_that_loads_anywhere(store, tmp_path):
+    out = smartecg("pull", "--out", tmp_path / "champion", env=store.env, cwd=store.root)
+    folder = tmp_path / "champion" / "model"
+    assert str(folder) in out.stdout and (folder / "MLmodel").exists()
+    card = (tmp_path / "champion" / "MODEL_CARD.md").read_text()
+    assert "version 1" in card and "macro_f1" in card and "champion" in card
+    page = str(sorted(store.data.glob("MI/*.jpg"))[0])
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(folder), page], capture_output=True,
+                            text=True, env=env, cwd="/", timeout=300, check=True)
+    assert len(json.loads(result.stdout.strip().splitlines()[-1])["path"]["class"]) == 1
+    assert "MI" in smartecg("predict", page, "--model", folder, env=store.env).stdout
+    # Scored on its own data folder (mostly its training pages) it must be far above chance (0.2).
+    smartecg("evaluate", store.data, "--model", folder, "--out", tmp_path / "scores", env=store.env)
+    scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert scores["n"] == 50 and scores["accuracy"] > 0.6
+    assert (tmp_path / "scores" / "confusion.png").exists()
+
+
+class PriorEngine:
+    """A deliberately useless engine: always the class shares of the training set."""
+
+    name = "prior"
+
+    def search(self, data, seconds, log_trial):
+        from sklearn.dummy import DummyClassifier
+
+        from automl.engines.base import Candidate, Trial
+        from automl.model import ECGModel
+
+        classifier = DummyClassifier(strategy="prior").fit(data.X, data.y)
+        run_id = log_trial(Trial("prior", 0, "DummyClassifier(strategy='prior')", {}, 0.0, 0.01, "ok"))
+        model = ECGModel(data.features, classifier, data.classes, engine="prior", description="prior")
+        return [Candidate("prior", model, 0.0, {}, run_id, "prior")]
+
+
+def test_a_worse_search_leaves_the_champion_and_becomes_challenger(store, monkeypatch):
+    from automl.controller import run_search
+    from automl.experiment import load_spec
+
+    monkeypatch.setenv("SMARTECG_CACHE", store.env["SMARTECG_CACHE"])
+    result = run_search(load_spec("quick"), 30, data=store.data, tracking_uri=store.uri, progress=False,
+                        engine_factory=lambda spec: PriorEngine())
+    assert result.promotion.alias == "challenger" and "does not beat champion v1" in result.promotion.reason
+    client = client_for(store.uri)
+    assert str(client.get_model_version_by_alias("smartecg", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("smartecg", "challenger").version) == result.promotion.version
+
+
+def test_kill_9_mid_search_then_search_again(store, tmp_path):
+    """Runs of the killed search end KILLED, the registry is intact, the next search completes."""
+    client = client_for(store.uri)
+    _, before = search_runs(client)
+    proc = subprocess.Popen(smartecg_command() + ["search", "--data", str(store.data), "--budget", "90s",
+                                                  "--experiment", "quick", "--quiet"],
+                            env={**os.environ, **store.env}, cwd=store.root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill once trials are being logged
+            runs, parents = search_runs(client)
+            if len(parents) > len(before) and children(runs, parents[-1]):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the search logged no trial within 60 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(3)  # the TPOT worker notices its parent is gone within a second and stops its group
+    leftover = subprocess.run(["pgrep", "-f", "automl.engines.tpot_worker"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a TPOT worker outlived the killed search"
+
+    # Corrupt files added meanwhile are reported, and the next search completes anyway.
+    data = store.data
+    truncated = data / "Normal" / "truncated.jpg"
+    truncated.write_bytes(next(data.glob("Normal/*.jpg")).read_bytes()[:3000])
+    not_an_image = data / "MI" / "notes.jpg"
+    not_an_image.write_text("not an ECG")
+    try:
+        again = smartecg("search", "--data", data, "--budget", "35s", "--experiment", "quick", "--quiet",
+                         env=store.env, cwd=store.root)
+    finally:
+        truncated.unlink()
+        not_an_image.unlink()
+    assert "truncated.jpg" in again.stderr and "notes.jpg" in again.stderr
+    runs, parents = search_runs(client)
+    killed = parents[len(before)]
+    assert killed.info.status == "KILLED"
+    assert parents[-1].info.status == "FINISHED"
+    assert all(r.info.status != "RUNNING" for r in runs)
+    versions = {str(v.version) for v in client.search_model_versions("name='smartecg'")}
+    assert {"1", "2"} <= versions  # nothing registered before was lost
+    champion = client.get_model_version_by_alias("smartecg", "champion")
+    assert champion.status == "READY"
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda root: (root / "Bradycardia").mkdir(parents=True), "unknown class folder 'Bradycardia'"),
+    (lambda root: root.mkdir(), "no class folders found"),
+], ids=["unknown-class", "empty-dataset"])
+def test_bad_datasets_stop_a_search_with_one_line(tmp_path, make, expected):
+    root = tmp_path / "data"
+    make(root)
+    result = smartecg("search", "--data", root, "--budget", "30s", "--tracking-uri",
+                      f"sqlite:///{tmp_path / 'mlflow.db'}", check=False)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and lines[0].startswith("smartecg: error:"), result.stderr
