@@ -17,11 +17,12 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/smartecg data synth $(DEMO_DATA) --per-class 12 --seed 0
+	$(BIN)/smartecg data synth $(DEMO_DATA) --per-class 30 --seed 0
 	$(BIN)/smartecg data report $(DEMO_DATA) --out $(DEMO_REPORT)
+	$(BIN)/smartecg search --data $(DEMO_DATA) --budget 3m --experiment quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(DEMO_DATA) $(DEMO_REPORT) .pytest_cache
+	rm -rf $(DEMO_DATA) $(DEMO_REPORT) .pytest_cache  # mlruns/ (trials, registry) is kept
