@@ -13,6 +13,7 @@ in :attr:`Manifest.skipped` with the reason, and the scan goes on.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -160,8 +161,9 @@ def scan(
         candidates += [(p, label, given_split) for p in images]
 
     rows: list[dict] = []
+    remembered = _ScanMemory(root, max_pixels)
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
-        results = pool.map(lambda c: _read_one(c[0], max_pixels), candidates)
+        results = pool.map(lambda c: remembered.read(c[0]), candidates)
         for (path, label, given_split), result in tqdm(
             zip(candidates, results), total=len(candidates), desc="scan", unit="img",
             disable=progress_disabled(progress, len(candidates), threshold=200),
@@ -171,6 +173,7 @@ def scan(
             else:
                 rows.append({"path": path, "label": label, **result, "given_split": given_split})
 
+    remembered.save()
     for s in skipped:
         log.warning("skipped %s: %s", s.path, s.reason)
     frame = pd.DataFrame(rows, columns=["path", "label", "sha256", "width", "height", "bytes",
@@ -352,6 +355,52 @@ def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
             f"with <Class> one of {', '.join(CLASSES)}"
         )
     return layout, found
+
+
+class _ScanMemory:
+    """What the last scan of this folder found per file, reused while the file's size and mtime hold.
+
+    Checking that a page decodes costs milliseconds; a nightly re-scan of thousands of unchanged
+    pages should not pay it again. Kept in ``$SMARTECG_CACHE/scans``; a missing or unreadable
+    memory just means every file is read.
+    """
+
+    VERSION = 1
+
+    def __init__(self, root: Path, max_pixels: int) -> None:
+        key = hashlib.sha256(f"{root.resolve()}|{max_pixels}|{self.VERSION}".encode()).hexdigest()[:16]
+        self.path = cache_root() / "scans" / f"{root.name}-{key}.json"
+        self.max_pixels = max_pixels
+        try:
+            self.known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.seen: dict[str, dict] = {}
+
+    def read(self, path: Path) -> dict | SkippedFile:
+        try:
+            st = path.stat()
+        except OSError:
+            return _read_one(path, self.max_pixels)  # says what is wrong with it
+        stamp = [st.st_size, st.st_mtime_ns]
+        entry = self.known.get(str(path))
+        if isinstance(entry, dict) and entry.get("stamp") == stamp:
+            result = entry["result"]
+        else:
+            found = _read_one(path, self.max_pixels)
+            result = {"skipped": found.reason} if isinstance(found, SkippedFile) else found
+        self.seen[str(path)] = {"stamp": stamp, "result": result}
+        return SkippedFile(path, result["skipped"]) if "skipped" in result else dict(result)
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.seen, fh)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a read-only cache only makes the next scan slower
+            log.debug("scan memory not saved to %s: %s", self.path, exc)
 
 
 def _read_one(path: Path, max_pixels: int) -> dict | SkippedFile:

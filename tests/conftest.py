@@ -6,6 +6,15 @@ import pytest
 from features.synthetic import generate_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test writes its caches (features, scans, demo data) under a temporary folder, never ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SMARTECG_CACHE", str(tmp_path_factory.mktemp("smartecg-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def synthetic_train(tmp_path_factory):
     """40 pages per class (seed 1): the size the foundation issue's learnability check asks for."""

@@ -591,3 +591,30 @@ def test_folders_beside_train_are_reported(tmp_path, caplog):
         manifest = scan(tmp_path)
     assert manifest.layout == "split" and manifest.classes == ["MI"]
     assert "folders beside train/ are ignored: Normal" in caplog.text
+
+
+# ----------------------------------------------------------------------------- re-scans
+
+
+def test_a_rescan_reads_only_files_that_changed(tmp_path, monkeypatch):
+    import features.dataset as dataset
+
+    files = make_flat(tmp_path / "data", {"MI": 3, "Normal": 3})
+    (tmp_path / "data" / "MI" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    first = scan(tmp_path / "data")
+    reads = []
+    real_read = dataset._read_one
+    monkeypatch.setattr(dataset, "_read_one", lambda path, max_pixels: reads.append(path) or real_read(path, max_pixels))
+
+    again = scan(tmp_path / "data")
+    assert reads == []  # nothing changed: nothing decoded again
+    pd.testing.assert_frame_equal(first.frame, again.frame)
+    assert [s.reason for s in again.skipped] == [s.reason for s in first.skipped] and len(again.skipped) == 1
+
+    changed = files["MI"][0]
+    unique_image().save(changed)  # new content (and size or mtime) under the same name
+    os.utime(changed, ns=(1, 1))
+    third = scan(tmp_path / "data")
+    assert reads == [changed]
+    row = third.frame[third.frame["path"] == changed].iloc[0]
+    assert row["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
