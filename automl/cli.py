@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smartecg: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ != "MlflowException":  # imported lazily; anything else is a bug: show it
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"smartecg: error: {message} (is --tracking-uri the store the search used?)", file=sys.stderr)
+        return 2
 
 
 def _build_parser() -> argparse.ArgumentParser:

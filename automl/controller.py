@@ -198,10 +198,15 @@ def _search(spec, budget, shown, search_run, frame, vectors, manifest, root, dat
         shown.set_stage(name, shown_as=f"{name} ({format_duration(seconds)})")
         started = budget.elapsed()
         try:
-            found = engine_factory(spec.engine(name)).search(training, seconds, log_trial)
+            candidates += engine_factory(spec.engine(name)).search(training, seconds, log_trial)
+        except Exception as exc:  # one engine's failure must not cost the others' results
+            log.debug("engine %s failed", name, exc_info=True)
+            shown.message(f"{name}: failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                          "going on with what the other engines found")
+            search_run.tracker.set_tags(search_run.tracker.parent_run_id,
+                                        {f"smartecg.engine_error.{name}": f"{type(exc).__name__}: {exc}"[:5000]})
         finally:
             budget.engine_seconds += budget.elapsed() - started
-        candidates += found
 
     shown.set_stage("holdout")
     tracker = search_run.tracker

@@ -37,10 +37,12 @@ def smartecg_command() -> list[str]:
 
 def run_search(data: Path, budget: int, experiment: str, env: dict, cwd: Path) -> tuple[float, dict]:
     start = time.perf_counter()
-    subprocess.run(smartecg_command() + ["search", "--data", str(data), "--budget", f"{budget}s",
-                                         "--experiment", experiment, "--quiet"],
-                   env=env, cwd=cwd, check=True, capture_output=True, text=True)
+    done = subprocess.run(smartecg_command() + ["search", "--data", str(data), "--budget", f"{budget}s",
+                                                "--experiment", experiment, "--quiet"],
+                          env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"search with budget {budget} s exited {done.returncode}:\n{done.stdout}{done.stderr}", file=sys.stderr)
     return wall, last_search_metrics(env["MLFLOW_TRACKING_URI"])
 
 

@@ -201,3 +201,58 @@ def test_bad_datasets_stop_a_search_with_one_line(tmp_path, make, expected):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0] and lines[0].startswith("smartecg: error:"), result.stderr
+
+
+def test_pull_and_predict_without_a_registered_model_say_so_in_one_line(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}"
+    for args in (["pull", "--out", tmp_path / "out"], ["predict", __file__]):
+        result = smartecg(*args, "--tracking-uri", uri, check=False)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("smartecg: error:"), result.stderr
+
+
+def test_ui_serves_the_store_on_localhost(tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    server = subprocess.Popen(smartecg_command() + ["ui", "--port", str(port), "--tracking-uri", uri],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, "the UI server exited"
+                assert time.monotonic() < deadline, "the UI did not come up within 60 s"
+                time.sleep(0.5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+class BrokenEngine:
+    name = "broken"
+
+    def search(self, data, seconds, log_trial):
+        raise RuntimeError("worker exited with status 1")
+
+
+def test_an_engine_that_crashes_is_reported_and_the_search_still_ends_cleanly(store, monkeypatch, capsys):
+    from automl.controller import run_search
+    from automl.experiment import load_spec
+
+    monkeypatch.setenv("SMARTECG_CACHE", store.env["SMARTECG_CACHE"])
+    result = run_search(load_spec("quick"), 20, data=store.data, tracking_uri=store.uri, progress=True,
+                        engine_factory=lambda spec: BrokenEngine())
+    assert result.best is None and result.promotion is None
+    assert "tpot: failed (RuntimeError: worker exited with status 1)" in capsys.readouterr().err
+    run = client_for(store.uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert "worker exited" in run.data.tags["smartecg.engine_error.tpot"]

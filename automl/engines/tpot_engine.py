@@ -14,6 +14,7 @@ import json
 import logging
 import pickle
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,9 @@ class TPOTEngine:
                 break  # the best one is always refitted; the others only while time is left
             pipeline = pickle.loads(base64.b64decode(record["pickle"]))
             try:
-                pipeline.fit(data.X, y)
+                with warnings.catch_warnings():  # convergence and deprecation notes were seen in CV already
+                    warnings.simplefilter("ignore")
+                    pipeline.fit(data.X, y)
             except Exception as exc:  # scored in CV but fails on all the data: report, try the next
                 log.warning("tpot: refit of trial %d failed (%s)", record["number"], exc)
                 continue

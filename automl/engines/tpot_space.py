@@ -80,6 +80,8 @@ def _plain(value):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__  # a score function: its name, not its address
     return repr(value)
 
 
