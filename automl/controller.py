@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-
 from automl.budget import Budget, format_duration
 from automl.engines.base import Candidate, Trial, TrainingData
 from automl.evaluate import Evaluation, evaluate, plot_confusion, plot_roc
@@ -64,12 +63,16 @@ class SearchResult:
         return 1.0 - self.engine_seconds / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def make_engine(spec: EngineSpec):
-    if spec.name == "tpot":
+def engine_class(name: str):
+    if name == "tpot":
         from automl.engines.tpot_engine import TPOTEngine
 
-        return TPOTEngine(**spec.options)
-    raise ValueError(f"unknown engine {spec.name!r}")
+        return TPOTEngine
+    raise ValueError(f"unknown engine {name!r}")
+
+
+def make_engine(spec: EngineSpec):
+    return engine_class(spec.name)(**spec.options)
 
 
 def run_search(

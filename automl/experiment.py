@@ -120,6 +120,10 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
             fail(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
         options = dict(options or {})
         weight = options.pop("weight", 1.0)
+        allowed_options = _engine_options(name)
+        typos = sorted(set(options) - allowed_options)
+        if typos:
+            fail(f"engines.{name}: unknown option(s) {', '.join(typos)}; allowed: weight, {', '.join(sorted(allowed_options))}")
         if not isinstance(weight, (int, float)) or weight < 0:
             fail(f"engines.{name}.weight must be a number >= 0, got {weight!r}")
         engines.append(EngineSpec(name, float(weight), options))
@@ -136,3 +140,13 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
         metric=metric, features=features, engines=tuple(engines), split_fractions=fractions,
         reserve_seconds=float(reserve), source=str(path),
     )
+
+
+def _engine_options(name: str) -> set[str]:
+    """The keyword arguments an engine's constructor takes: what its YAML block may set."""
+    import inspect
+
+    from automl.controller import engine_class
+
+    parameters = inspect.signature(engine_class(name).__init__).parameters
+    return {p for p in parameters if p != "self"}

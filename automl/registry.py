@@ -75,7 +75,7 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
         pass  # exists already
     tags = {"engine": best.candidate.engine, "data_hash": data_hash, "metric": metric,
             "pipeline": (best.candidate.description or model.description)[:5000],
-            "git_commit": tracker_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
+            "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
             "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels))}
     tags.update({f"holdout_{k}": f"{v:.6g}" for k, v in evaluation.metrics.items() if math.isfinite(v)})
     version = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id=run_id, tags=tags,
@@ -103,7 +103,7 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
                      previous_score, reason)
 
 
-def tracker_tag(tracker, key: str) -> str:
+def _run_tag(tracker, key: str) -> str:
     return tracker.client.get_run(tracker.parent_run_id).data.tags.get(key, "")
 
 

@@ -9,7 +9,8 @@ __all__ = ["search_summary"]
 def search_summary(result) -> str:
     spec = result.spec
     lines = [f"search finished in {format_duration(result.elapsed)} of a {format_duration(result.budget_seconds)} "
-             f"budget: {result.trials} trials, {len(result.candidates)} candidates scored on the holdout"
+             f"budget: {_count(result.trials, 'trial')}, {_count(len(result.candidates), 'candidate')} scored "
+             "on the holdout"
              f" ({result.overhead_share:.0%} of the time outside engines)"]
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (named above and in the run's skipped_files.json)")
@@ -28,3 +29,7 @@ def search_summary(result) -> str:
         f"  smartecg predict PAGE.jpg{uri_flag}         # uses models:/{promotion.name}@champion",
     ]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

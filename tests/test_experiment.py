@@ -20,6 +20,7 @@ def test_no_spec_means_default():
     ("features: [trace, fourier]\n", "unknown feature set(s) fourier"),
     ("engines: {gpt: {}}\n", "unknown engine 'gpt'"),
     ("engines: {tpot: {weight: 0}}\n", "every engine has weight 0"),
+    ("engines: {tpot: {populaton_size: 8}}\n", "engines.tpot: unknown option(s) populaton_size"),
     ("budget: 30m\n", "unknown key(s) budget"),
     ("split_fractions: [0.5, 0.5, 0.5]\n", "summing to 1"),
     ("- a list\n", "mapping"),
