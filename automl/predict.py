@@ -7,7 +7,7 @@ from pathlib import Path
 
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 
-__all__ = ["predict_files"]
+__all__ = ["evaluate_folder", "predict_files"]
 
 
 def predict_files(images: list[str], model: str, *, tracking_uri: str | None = None, as_json: bool = False) -> int:

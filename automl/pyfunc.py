@@ -2,11 +2,10 @@
 
 ``predict`` takes a DataFrame with an ``image`` column (file paths) and/or an ``image_bytes``
 column (the raw bytes of image files; base64 over MLflow's REST server), or a plain list of
-paths or bytes, and returns one row per image: ``class`` and one ``p_<class>`` column per class. The ECGModel itself is a pickle among the model's artifacts.
+paths or bytes, and returns one row per image: ``class`` and one ``p_<class>`` column per class.
+The ECGModel itself is a pickle among the model's artifacts.
 """
 from __future__ import annotations
-
-import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 
 import pickle
 from pathlib import Path
@@ -15,17 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
+from mlflow.pyfunc import PythonModel
+
 __all__ = ["ECGPyfunc", "model_signature", "pages_from_input", "prediction_frame", "save_ecg_model"]
 
 MODEL_FILE = "ecg_model.pkl"
 INPUT_COLUMN = "image"  # file paths
 BYTES_COLUMN = "image_bytes"  # raw bytes of image files (base64 over REST)
-
-try:  # MLflow is a dependency, but keep this module importable for docs and type checks
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover
-    PythonModel = object  # type: ignore[misc,assignment]
-
 
 class ECGPyfunc(PythonModel):
     def load_context(self, context) -> None:

@@ -12,8 +12,6 @@ they were.
 """
 from __future__ import annotations
 
-import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
-
 import logging
 import math
 import tempfile
@@ -25,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 from automl.evaluate import Evaluation, evaluate
 from automl.pyfunc import INPUT_COLUMN, save_ecg_model
 

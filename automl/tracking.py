@@ -10,8 +10,6 @@ Runs carry the host and pid of the search that owns them, so a search started af
 """
 from __future__ import annotations
 
-import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
-
 import json
 import logging
 import math
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 from automl.engines.base import Trial
 
 __all__ = ["DEFAULT_STORE", "SearchTracker", "git_commit", "resolve_tracking_uri", "ui_command", "use_store"]
