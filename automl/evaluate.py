@@ -30,10 +30,6 @@ class Evaluation:
     metrics: dict[str, float]
     confusion: np.ndarray  # rows: true class, columns: predicted class, in ``classes`` order
 
-    @property
-    def y_pred(self) -> np.ndarray:
-        return np.asarray(self.classes)[self.proba.argmax(axis=1)]
-
     def score(self, metric: str) -> float:
         """The value of ``metric`` (a spec metric name); NaN scores rank below everything."""
         return float(self.metrics[metric])

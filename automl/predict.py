@@ -7,7 +7,20 @@ from pathlib import Path
 
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 
-__all__ = ["evaluate_folder", "predict_files"]
+__all__ = ["evaluate_folder", "load_pyfunc", "predict_files"]
+
+
+def load_pyfunc(model: str, tracking_uri: str | None = None):
+    """(the loaded pyfunc, how to name it): a pulled model folder, or a URI on the given store."""
+    import mlflow.pyfunc
+
+    from automl.tracking import resolve_tracking_uri, use_store
+
+    if Path(model).is_dir():
+        model = str(Path(model).resolve())
+    else:
+        use_store(resolve_tracking_uri(tracking_uri))
+    return mlflow.pyfunc.load_model(model), model
 
 
 def predict_files(images: list[str], model: str, *, tracking_uri: str | None = None, as_json: bool = False) -> int:
@@ -15,17 +28,11 @@ def predict_files(images: list[str], model: str, *, tracking_uri: str | None = N
 
     Returns 0 when every image was classified, 1 when some could not be.
     """
-    import mlflow.pyfunc
     import pandas as pd
 
-    from automl.tracking import resolve_tracking_uri, use_store
     from features.imageio import ImageReadError
 
-    if Path(model).is_dir():
-        model = str(Path(model).resolve())
-    else:
-        use_store(resolve_tracking_uri(tracking_uri))
-    loaded = mlflow.pyfunc.load_model(model)
+    loaded, _ = load_pyfunc(model, tracking_uri)
     rows, failed = [], 0
     for image in images:  # one at a time, so one bad file is named and the others still get an answer
         try:
@@ -52,28 +59,19 @@ def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, o
 
     Returns the metrics; with ``out``, also writes metrics.json and the confusion and ROC plots there.
     """
-    import mlflow.pyfunc
-    import pandas as pd
-
-    from automl.evaluate import evaluate, plot_confusion, plot_roc
-    from automl.tracking import resolve_tracking_uri, use_store
+    from automl.evaluate import plot_confusion, plot_roc
+    from automl.pyfunc import evaluate_pages
     from features.dataset import scan
 
     manifest = scan(data, progress=False)
     for skipped in manifest.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
-    if Path(model).is_dir():
-        model = str(Path(model).resolve())
-    else:
-        use_store(resolve_tracking_uri(tracking_uri))
-    loaded = mlflow.pyfunc.load_model(model)
-    answer = loaded.predict(pd.DataFrame({"image": [str(p) for p in manifest.frame["path"]]}))
-    classes = [c[2:] for c in answer.columns if c.startswith("p_")]
+    loaded, model = load_pyfunc(model, tracking_uri)
     labels = manifest.frame["label"].to_numpy(dtype=object)
-    unknown = sorted(set(labels) - set(classes))
-    if unknown:
-        raise ValueError(f"{data} holds class(es) {', '.join(unknown)} that the model does not know")
-    evaluation = evaluate(labels, answer[[f"p_{c}" for c in classes]].to_numpy(), classes)
+    try:
+        evaluation = evaluate_pages(loaded, [str(p) for p in manifest.frame["path"]], labels)
+    except ValueError as exc:  # e.g. a class folder the model was never trained on
+        raise ValueError(f"{data}: {exc}") from None
     if out is not None:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)

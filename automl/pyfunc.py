@@ -17,7 +17,8 @@ import pandas as pd
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 from mlflow.pyfunc import PythonModel
 
-__all__ = ["ECGPyfunc", "model_signature", "pages_from_input", "prediction_frame", "save_ecg_model"]
+__all__ = ["ECGPyfunc", "evaluate_pages", "model_signature", "pages_from_input", "prediction_frame",
+           "save_ecg_model"]
 
 MODEL_FILE = "ecg_model.pkl"
 INPUT_COLUMN = "image"  # file paths
@@ -103,3 +104,15 @@ def model_signature(classes: list[str]):
                        ColSpec("binary", BYTES_COLUMN, required=False)]),
         outputs=Schema([ColSpec("string", "class"), *[ColSpec("double", f"p_{c}") for c in classes]]),
     )
+
+
+def evaluate_pages(loaded, paths: list[str], labels):
+    """A loaded pyfunc model's :class:`~automl.evaluate.Evaluation` on labelled image files.
+
+    Raises ValueError when a label is not among the model's classes.
+    """
+    from automl.evaluate import evaluate
+
+    answer = loaded.predict(pd.DataFrame({INPUT_COLUMN: paths}))
+    classes = [c[2:] for c in answer.columns if c.startswith("p_")]
+    return evaluate(labels, answer[[f"p_{c}" for c in classes]].to_numpy(), classes)

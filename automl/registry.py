@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
-from automl.evaluate import Evaluation, evaluate
-from automl.pyfunc import INPUT_COLUMN, save_ecg_model
+from automl.pyfunc import evaluate_pages, save_ecg_model
 
-__all__ = ["CHAMPION", "CHALLENGER", "Promotion", "promote", "pull", "load_champion", "model_uri",
+__all__ = ["CHAMPION", "CHALLENGER", "Promotion", "promote", "pull", "model_uri",
            "write_model_files"]
 
 log = logging.getLogger(__name__)
@@ -183,25 +182,12 @@ def _alias_version(client, name: str, alias: str):
 def _rescore(name: str, version: str, paths: list[str], labels: np.ndarray, metric: str) -> tuple[float | None, str]:
     """The registered version's score on this holdout, or (None, why not)."""
     import mlflow.pyfunc
-    import pandas as pd
 
     try:
         loaded = mlflow.pyfunc.load_model(model_uri(name, version=version))
-        out = loaded.predict(pd.DataFrame({INPUT_COLUMN: paths}))
-        classes = [c[2:] for c in out.columns if c.startswith("p_")]
-        missing = sorted(set(labels) - set(classes))
-        if missing:
-            return None, f"it does not know the class(es) {', '.join(missing)}"
-        evaluation: Evaluation = evaluate(labels, out[[f"p_{c}" for c in classes]].to_numpy(), classes)
-        return evaluation.score(metric), ""
+        return evaluate_pages(loaded, paths, labels).score(metric), ""
     except Exception as exc:  # any failure to load or run the old model is reported, not fatal
         return None, f"{type(exc).__name__}: {exc}"[:300]
-
-
-def load_champion(name: str = "smartecg", alias: str = CHAMPION, version: int | str | None = None):
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(model_uri(name, alias, version))
 
 
 def pull(client, name: str, out: Path, *, alias: str | None = CHAMPION, version: int | str | None = None) -> Path:
@@ -218,11 +204,11 @@ def pull(client, name: str, out: Path, *, alias: str | None = CHAMPION, version:
     with tempfile.TemporaryDirectory(prefix="smartecg-pull-", dir=out) as tmp:
         got = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, version=mv.version), dst_path=tmp))
         got.rename(model_dir)  # whole folder or nothing
-    (out / "MODEL_CARD.md").write_text(model_card(name, mv, client))
+    (out / "MODEL_CARD.md").write_text(model_card(name, mv))
     return model_dir
 
 
-def model_card(name: str, mv, client) -> str:
+def model_card(name: str, mv) -> str:
     tags: dict[str, Any] = dict(mv.tags)
     aliases = ", ".join(getattr(mv, "aliases", []) or []) or "none"
     metrics = {k[len("holdout_"):]: v for k, v in sorted(tags.items()) if k.startswith("holdout_") and k != "holdout_size"}

@@ -39,9 +39,15 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri = f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file only
+    db = _sqlite_file(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)  # SQLite makes the file only
     return uri
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def use_store(tracking_uri: str):
@@ -60,10 +66,8 @@ def use_store(tracking_uri: str):
 
 def default_artifact_root(tracking_uri: str) -> str | None:
     """Artifacts of the default SQLite store sit beside it in ``mlruns/artifacts``."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "artifacts").resolve().as_uri()
-    return None  # a server decides where its artifacts go
+    db = _sqlite_file(tracking_uri)
+    return (db.parent / "artifacts").resolve().as_uri() if db else None  # else a server decides
 
 
 def git_commit() -> str:
@@ -87,6 +91,8 @@ class SearchTracker:
         self.client = use_store(tracking_uri)
         self.experiment_id = self._experiment(experiment_name)
         self.parent_run_id: str | None = None
+        pid = os.getpid()  # every run this tracker makes is owned by this process
+        self._owner_tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(pid), TAG_PID_START: _start_time(pid)}
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -129,7 +135,7 @@ class SearchTracker:
 
     def start_search(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={**tags, **self._owner_tags(), TAG_KIND: "search"})
+                                     tags={**tags, **self._owner_tags, TAG_KIND: "search"})
         self.parent_run_id = run.info.run_id
         self.log_params(self.parent_run_id, params)
         return self.parent_run_id
@@ -142,28 +148,19 @@ class SearchTracker:
 
     def log_trial(self, trial: Trial, metric: str) -> str:
         """A nested run for one evaluated trial, already ended with the trial's status."""
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import RunTag
 
         run = self.client.create_run(
             self.experiment_id, run_name=f"{trial.engine}-{trial.number:04d}",
             tags={"mlflow.parentRunId": self.parent_run_id or "", TAG_ENGINE: trial.engine, TAG_KIND: "trial",
-                  "smartecg.status": trial.status, **self._owner_tags()},
+                  "smartecg.status": trial.status, **self._owner_tags},
         )
         run_id = run.info.run_id
-        now = int(time.time() * 1000)
         params = {"pipeline": trial.description, **{f"param.{k}": v for k, v in trial.params.items()}}
-        metrics = {}
-        if trial.score is not None and math.isfinite(trial.score):
-            metrics[f"val_{metric}"] = trial.score
-        if trial.fit_seconds is not None:
-            metrics["fit_seconds"] = trial.fit_seconds
+        metrics = {f"val_{metric}": trial.score, "fit_seconds": trial.fit_seconds}
         tags = [RunTag("smartecg.error", trial.error[:5000])] if trial.error else []
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k[:250], _param_value(v)) for k, v in params.items()],
-            tags=tags,
-        )
+        # One batch: every SQLite commit costs, and a search logs hundreds of trials.
+        self.client.log_batch(run_id, metrics=_metric_rows(metrics), params=_param_rows(params), tags=tags)
         status = "FINISHED" if trial.status == "ok" else ("KILLED" if trial.status == "stopped" else "FAILED")
         self.client.set_terminated(run_id, status)
         return run_id
@@ -171,16 +168,10 @@ class SearchTracker:
     # --- helpers ----------------------------------------------------------------------------
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        self.client.log_batch(run_id, params=[Param(k[:250], _param_value(v)) for k, v in params.items()])
+        self.client.log_batch(run_id, params=_param_rows(params))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], prefix: str = "") -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        rows = [Metric(prefix + k, float(v), now, 0) for k, v in metrics.items()
-                if v is not None and math.isfinite(float(v))]
+        rows = _metric_rows(metrics, prefix)
         if rows:
             self.client.log_batch(run_id, metrics=rows)
 
@@ -195,9 +186,20 @@ class SearchTracker:
     def log_dict(self, run_id: str, data: dict, name: str) -> None:
         self.client.log_text(run_id, json.dumps(data, indent=2, default=str), name)
 
-    @staticmethod
-    def _owner_tags() -> dict[str, str]:
-        return {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), TAG_PID_START: _start_time(os.getpid())}
+
+def _param_rows(params: dict[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(k[:250], _param_value(v)) for k, v in params.items()]
+
+
+def _metric_rows(metrics: dict[str, float | None], prefix: str = "") -> list:
+    """Metric entities, one timestamp; values that are None or not finite are left out."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(prefix + k, float(v), now, 0) for k, v in metrics.items()
+            if v is not None and math.isfinite(float(v))]
 
 
 def _param_value(value: Any) -> str:

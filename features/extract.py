@@ -132,10 +132,7 @@ class _Job(NamedTuple):
 def _page_row(job: _Job, index: int, source: Source, sha: str | None = None) -> tuple[int, np.ndarray]:
     """(index, the page's row), from the cache where possible; ``sha`` when the caller hashed it."""
     keep_heap_top()  # here, so that it also runs in every worker process
-    data, name = _read(source, index)
-    if sha is None and job.cache is not None and isinstance(data, bytes):
-        sha = hashlib.sha256(data).hexdigest()
-    parts = _cached_parts(job, sha) if sha else {}
+    data, name, sha, parts = _cached(job, index, source, sha)
     missing = [set_name for set_name in job.sets if set_name not in parts]
     if missing:
         parts.update(_computed_parts(job, missing, data, name, sha))
@@ -145,15 +142,19 @@ def _page_row(job: _Job, index: int, source: Source, sha: str | None = None) -> 
 def _cached_row(job: _Job, index: int, source: Source) -> tuple[np.ndarray | None, str | None]:
     """(the page's cached row or None, its sha256 or None): the parent's quick look before dispatch."""
     if job.cache is None or isinstance(source, np.ndarray):
-        return None, None
-    data, _ = _read(source, index)
-    if not isinstance(data, bytes):
-        return None, None
-    sha = hashlib.sha256(data).hexdigest()
-    parts = _cached_parts(job, sha)
+        return None, None  # nothing to look up: not worth reading the file here
+    _, _, sha, parts = _cached(job, index, source)
     if len(parts) < len(job.sets):
         return None, sha
     return np.concatenate([parts[set_name] for set_name in job.sets]), sha
+
+
+def _cached(job: _Job, index: int, source: Source, sha: str | None = None):
+    """(the bytes or array to decode, a name for errors, its sha256 or None, the sets the cache holds)."""
+    data, name = _read(source, index)
+    if sha is None and job.cache is not None and isinstance(data, bytes):
+        sha = hashlib.sha256(data).hexdigest()
+    return data, name, sha, (_cached_parts(job, sha) if sha else {})
 
 
 def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str | None) -> dict[str, np.ndarray]:
