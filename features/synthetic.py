@@ -54,6 +54,15 @@ _TRACE_X0 = 150
 _ROW_Y = (449, 750, 1051, 1352)  # three lead rows and the rhythm strip
 _ROW_PITCH = 301
 _LAYOUT_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+LAYOUTS = ("3x4", "6x2")
+# 6x2: six rows over the same grid area, limb leads left (0-5 s), chest leads right (5-10 s).
+_ROW_PITCH_6X2 = 205
+_ROW_Y_6X2 = tuple(round(_GRID_BOX[1] + _ROW_PITCH_6X2 * (i + 0.5)) for i in range(6))
+_LAYOUT_6X2 = (("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6"))
+# What the device prints under "Diagnosis Information" on some 6x2 pages: it names the class.
+_HEADER_DIAGNOSIS = {"Abnormal_HeartBeat": "Atrial Fibrillation", "Covid_19": "Sinus Tachycardia",
+                     "MI": "Anteroseptal Myocardial Infarction", "MI_History": "Inverted T Wave",
+                     "Normal": "Sinus Rhythm"}
 
 # Base amplitudes (mV) of P, Q, R, S, T per lead for a normal adult.
 _WAVES = ("P", "Q", "R", "S", "T")
@@ -88,17 +97,27 @@ class SyntheticPage:
     jpeg_quality: int = 90
 
 
-def make_page(label: str, seed: int | np.random.SeedSequence, *, confound_covid: bool = False) -> SyntheticPage:
-    """Render one synthetic page of class ``label``; the same seed gives the same page."""
+def make_page(label: str, seed: int | np.random.SeedSequence, *, layout: str = "3x4", grid: bool = True,
+              header_diagnosis: bool = False, confound_covid: bool = False) -> SyntheticPage:
+    """Render one synthetic page of class ``label``; the same seed gives the same page.
+
+    ``layout`` "3x4" (four 2.5 s columns and a lead II rhythm strip) or "6x2" (limb leads 0-5 s
+    on the left, chest leads 5-10 s on the right, no rhythm strip); ``grid=False`` leaves the
+    paper blank; ``header_diagnosis`` prints a device diagnosis that names the class in the
+    header, the public dataset's text trap.
+    """
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     rng = np.random.default_rng(seed)
     heart_rate = float(rng.uniform(*_HEART_RATE[label]))
     signals, meta = _signals_for(label, heart_rate, rng)
-    page, boxes = _render(signals, heart_rate, rng)
+    diagnosis = _HEADER_DIAGNOSIS[label] if header_diagnosis else None
+    page, boxes = _render(signals, heart_rate, rng, layout=layout, grid=grid, diagnosis=diagnosis)
     page, boxes, look = _scan_effects(page, boxes, rng, covid_scan=confound_covid and label == "Covid_19")
-    meta.update(look, heart_rate=round(heart_rate, 1), layout="3x4")
-    return SyntheticPage(image=page, label=label, layout="3x4", lead_boxes=boxes, signals=signals,
+    meta.update(look, heart_rate=round(heart_rate, 1), layout=layout, grid=grid, header_diagnosis=diagnosis)
+    return SyntheticPage(image=page, label=label, layout=layout, lead_boxes=boxes, signals=signals,
                          meta=meta, jpeg_quality=look["jpeg_quality"])
 
 
@@ -265,11 +284,15 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _render(signals: dict, heart_rate: float, rng: np.random.Generator):
+def _render(signals: dict, heart_rate: float, rng: np.random.Generator, *, layout: str = "3x4", grid: bool = True,
+            diagnosis: str | None = None):
     page = Image.new("RGB", PAGE_SIZE, "white")
     draw = ImageDraw.Draw(page)
-    _draw_header(draw, heart_rate, rng)
-    _draw_grid(draw)
+    _draw_header(draw, heart_rate, rng, layout=layout, diagnosis=diagnosis)
+    if grid:
+        _draw_grid(draw)
+    if layout == "6x2":
+        return page, _render_6x2(draw, signals, rng)
     panel_w = 2.5 * _PX_PER_S
     boxes: dict[str, tuple[int, int, int, int]] = {}
     pen = int(rng.integers(2, 4))
@@ -292,13 +315,32 @@ def _render(signals: dict, heart_rate: float, rng: np.random.Generator):
     return page, boxes
 
 
-def _cell(x0: float, y: float, width: float) -> tuple[int, int, int, int]:
-    return (round(x0), round(y - _ROW_PITCH / 2), round(x0 + width), round(y + _ROW_PITCH / 2))
+def _render_6x2(draw: ImageDraw.ImageDraw, signals: dict, rng: np.random.Generator) -> dict:
+    panel_w = 5.0 * _PX_PER_S
+    boxes: dict[str, tuple[int, int, int, int]] = {}
+    pen = int(rng.integers(2, 4))
+    for row, leads in enumerate(_LAYOUT_6X2):
+        y = _ROW_Y_6X2[row]
+        _draw_calibration(draw, y, pen)
+        for col, lead in enumerate(leads):
+            x0 = _TRACE_X0 + col * panel_w
+            _draw_trace(draw, x0, y, signals[lead][int(col * 5 * FS):int((col + 1) * 5 * FS)], pen)
+            draw.text((x0 + 4, y - 44), lead, fill="black", font=_font(30))
+            boxes[lead] = _cell(x0, y, panel_w, _ROW_PITCH_6X2)
+    x_split = _TRACE_X0 + panel_w
+    draw.line([(x_split, _ROW_Y_6X2[0] - 90), (x_split, _ROW_Y_6X2[-1] + 60)], fill="black", width=2)
+    return boxes
 
 
-def _draw_header(draw: ImageDraw.ImageDraw, heart_rate: float, rng: np.random.Generator) -> None:
+def _cell(x0: float, y: float, width: float, pitch: float = _ROW_PITCH) -> tuple[int, int, int, int]:
+    return (round(x0), round(y - pitch / 2), round(x0 + width), round(y + pitch / 2))
+
+
+def _draw_header(draw: ImageDraw.ImageDraw, heart_rate: float, rng: np.random.Generator, *, layout: str = "3x4",
+                 diagnosis: str | None = None) -> None:
     w = PAGE_SIZE[0]
-    draw.text((w / 2, 45), "ECG REPORT", fill="black", font=_font(44), anchor="mm")
+    title = "CPEIC_MULTAN_EDAN ECG REPORT" if diagnosis else "ECG REPORT"
+    draw.text((w / 2, 45), title, fill="black", font=_font(44), anchor="mm")
     sex = "Male" if rng.random() < 0.5 else "Female"
     draw.text((68, 72), f"ID : {rng.integers(10000, 999999)}      {rng.integers(18, 90)}Years    {sex}"
                         "      cm       kg       /   mmHg    Race:Unknown     Room No.:", fill="black",
@@ -307,9 +349,12 @@ def _draw_header(draw: ImageDraw.ImageDraw, heart_rate: float, rng: np.random.Ge
     draw.line([(68, 138), (2150, 138)], fill="black", width=3)
     draw.line([(68, 145), (2150, 145)], fill="black", width=2)
     draw.text((68, 152), "Diagnosis Information:", fill="black", font=_font(26))
+    if diagnosis:
+        draw.text((68, 186), diagnosis, fill="black", font=_font(30))
     for i, text in enumerate(("Technician :", "Ref-Phys. :", "Report Confirmed by:")):
         draw.text((1555, 178 + 32 * i), text, fill="black", font=_font(26))
-    draw.text((68, 1530), f"0.67~25Hz  AC50  25mm/s  10mm/mV  4*2.5s+1r  {heart_rate:.0f}bpm  SE-3 V1.0",
+    sequence = "2*5s" if layout == "6x2" else "4*2.5s+1r"
+    draw.text((68, 1530), f"0.67~25Hz  AC50  25mm/s  10mm/mV  {sequence}  {heart_rate:.0f}bpm  SE-3 V1.0",
               fill="black", font=_font(24))
     draw.text((1790, 1530), f"20{rng.integers(18, 22)}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}",
               fill="black", font=_font(24))

@@ -40,6 +40,15 @@ def test_every_lead_box_matches_the_generators_ground_truth(label, seed):
     assert min(overlaps.values()) >= 0.7, overlaps
 
 
+@pytest.mark.parametrize(("label", "seed", "grid"), [(label, seed, seed % 2 == 0) for label in CLASSES for seed in (0, 1, 2)])
+def test_six_by_two_pages_with_or_without_grid_find_their_twelve_panels(label, seed, grid):
+    truth = make_page(label, seed, layout="6x2", grid=grid, header_diagnosis=True)
+    page = normalise_page(truth.image)
+    assert (page.layout, page.rhythm, page.method) == ("6x2", False, "projection")
+    overlaps = {lead: iou(page.source_boxes[lead], box) for lead, box in truth.lead_boxes.items()}
+    assert set(overlaps) == set(LEADS) and min(overlaps.values()) >= 0.7, overlaps
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_skew_is_measured_and_undone(seed):
     truth = make_page("Normal", seed)

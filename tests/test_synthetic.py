@@ -48,6 +48,36 @@ def test_page_has_the_edan_3x4_layout_with_ink_in_every_lead_box(label):
     assert pink.mean() > 0.02, "the pink ECG grid is missing"
 
 
+@pytest.mark.parametrize("grid", [True, False])
+def test_six_by_two_pages_put_limb_leads_left_and_chest_leads_right(grid):
+    page = make_page("MI", 11, layout="6x2", grid=grid)
+    assert page.layout == "6x2" and page.meta["grid"] is grid
+    assert set(page.lead_boxes) == set(LEADS)  # no rhythm strip
+    boxes, grey = page.lead_boxes, np.asarray(page.image.convert("L"))
+    for lead, (x0, y0, x1, y1) in boxes.items():
+        assert (grey[y0:y1, x0:x1] < 100).mean() > 0.003, f"no trace drawn in {lead}"
+    limb, chest = ("I", "II", "III", "aVR", "aVL", "aVF"), ("V1", "V2", "V3", "V4", "V5", "V6")
+    assert all(boxes[a][1] < boxes[b][1] for a, b in zip(limb, limb[1:]))
+    assert all(boxes[left][2] <= boxes[right][0] + 5 for left, right in zip(limb, chest))
+    rgb = np.asarray(page.image, dtype=int)
+    pink = (rgb[..., 0] - rgb[..., 1] > 12) & (rgb[..., 0] > 200)
+    assert bool(pink.mean() > 0.02) == grid
+
+
+def test_the_header_diagnosis_trap_prints_text_only_when_asked():
+    plain = make_page("MI", 5, layout="6x2")
+    trapped = make_page("MI", 5, layout="6x2", header_diagnosis=True)
+    assert plain.meta["header_diagnosis"] is None
+    assert trapped.meta["header_diagnosis"] == "Anteroseptal Myocardial Infarction"
+    def header_ink(page):  # everything above the first lead panel
+        top = min(box[1] for box in page.lead_boxes.values())
+        return (np.asarray(page.image.convert("L"))[:top] < 100).mean()
+
+    assert header_ink(trapped) > header_ink(plain) + 0.002
+    with pytest.raises(ValueError, match="unknown layout"):
+        make_page("MI", 5, layout="12x1")
+
+
 def test_signals_are_ten_seconds_for_all_twelve_leads_with_class_morphology():
     normal, covid = make_page("Normal", 3), make_page("Covid_19", 3)
     for page in (normal, covid):
