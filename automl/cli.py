@@ -59,6 +59,14 @@ def _build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--confound-covid", action="store_true",
                        help="make COVID pages smaller portrait scans, like the public dataset's trap")
+    synth.add_argument("--six-by-two", type=float, default=0.0, metavar="SHARE",
+                       help="share of pages printed 6x2 (limb leads left, chest leads right); default 0")
+    synth.add_argument("--gridless", type=float, default=0.0, metavar="SHARE",
+                       help="share of the 6x2 pages printed without grid; default 0")
+    synth.add_argument("--header-diagnosis", type=float, default=0.0, metavar="SHARE",
+                       help="share of the 6x2 pages whose header names the class (the text trap); default 0")
+    synth.add_argument("--confound-layout", action="store_true",
+                       help="Normal pages always 3x4, like the public dataset's layout trap")
     synth.add_argument("--jobs", type=positive_int, default=None, help="worker processes (default: all cores)")
     synth.set_defaults(handler=_data_synth)
 
@@ -141,8 +149,12 @@ def _data_synth(args) -> int:
     from features.dataset import CLASSES
     from features.synthetic import generate_dataset
 
+    from features.synthetic import LayoutMix
+
+    layouts = LayoutMix(six_by_two=args.six_by_two, gridless=args.gridless, header_diagnosis=args.header_diagnosis,
+                        confounded=args.confound_layout)
     out = generate_dataset(args.out, args.per_class, args.seed, confound_covid=args.confound_covid,
-                           n_jobs=args.jobs)
+                           layouts=layouts, n_jobs=args.jobs)
     print(f"wrote {len(CLASSES) * args.per_class} synthetic pages to {out} (ground truth: {out / 'synthetic_meta.jsonl'})")
     return 0
 

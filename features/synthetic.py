@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from features._progress import progress_disabled
 from features.dataset import CLASSES
 
-__all__ = ["LEADS", "SyntheticPage", "demo_dataset", "generate_dataset", "make_page"]
+__all__ = ["LEADS", "LayoutMix", "SyntheticPage", "demo_dataset", "generate_dataset", "make_page"]
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 RHYTHM = "II_rhythm"
@@ -121,20 +121,50 @@ def make_page(label: str, seed: int | np.random.SeedSequence, *, layout: str = "
                          meta=meta, jpeg_quality=look["jpeg_quality"])
 
 
+@dataclass(frozen=True)
+class LayoutMix:
+    """How a generated dataset mixes page layouts.
+
+    ``six_by_two``: share of 6x2 pages; ``gridless``: share of 6x2 pages printed without grid;
+    ``header_diagnosis``: share of 6x2 pages whose header names the class. ``confounded=True``
+    reproduces the public dataset's layout trap: Normal pages are always 3x4.
+    """
+
+    six_by_two: float = 0.0
+    gridless: float = 0.0
+    header_diagnosis: float = 0.0
+    confounded: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("six_by_two", "gridless", "header_diagnosis"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a share between 0 and 1, got {getattr(self, name)}")
+
+    def choose(self, label: str, seed: np.random.SeedSequence) -> dict:
+        """make_page keyword arguments for one page, from its own stream (the page's is untouched)."""
+        if self.six_by_two == 0.0 or (self.confounded and label == "Normal"):
+            return {}
+        draw = np.random.default_rng([*np.atleast_1d(seed.entropy).tolist(), 62]).random(3)
+        if draw[0] >= self.six_by_two:
+            return {}
+        return {"layout": "6x2", "grid": bool(draw[1] >= self.gridless), "header_diagnosis": bool(draw[2] < self.header_diagnosis)}
+
+
 def generate_dataset(
     out_dir: str | os.PathLike,
     per_class: int,
     seed: int = 0,
     *,
     confound_covid: bool = False,
+    layouts: LayoutMix = LayoutMix(),
     n_jobs: int | None = None,
     progress: bool | None = None,
 ) -> Path:
     """Write ``per_class`` pages per class as ``OUT/<Class>/synth-<seed>-<i>.jpg``.
 
-    Ground truth for every page (class, heart rate, territory, lead boxes...) goes to
+    Ground truth for every page (class, heart rate, territory, lead boxes, layout...) goes to
     ``OUT/synthetic_meta.jsonl``. Each page has its own seed derived from (seed, class, index),
-    so the output does not depend on ``n_jobs``.
+    so the output does not depend on ``n_jobs``; with the default ``layouts`` every page is 3x4.
     """
     from joblib import Parallel, delayed  # joblib only when writing many pages
     from tqdm.auto import tqdm
@@ -147,7 +177,7 @@ def generate_dataset(
         (out / label).mkdir(parents=True, exist_ok=True)
     n_jobs = n_jobs or min(len(jobs), os.cpu_count() or 1)
     records = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_write_page)(out, label, i, seed, confound_covid) for label, i in jobs
+        delayed(_write_page)(out, label, i, seed, confound_covid, layouts) for label, i in jobs
     )
     records = list(tqdm(records, total=len(jobs), desc="synth", unit="page", disable=progress_disabled(progress, len(jobs))))
     with open(out / "synthetic_meta.jsonl", "w") as fh:
@@ -156,9 +186,10 @@ def generate_dataset(
     return out
 
 
-def _write_page(out: Path, label: str, index: int, seed: int, confound_covid: bool) -> dict:
-    page = make_page(label, np.random.SeedSequence([seed, CLASSES.index(label), index]),
-                     confound_covid=confound_covid)
+def _write_page(out: Path, label: str, index: int, seed: int, confound_covid: bool,
+                layouts: LayoutMix = LayoutMix()) -> dict:
+    page_seed = np.random.SeedSequence([seed, CLASSES.index(label), index])
+    page = make_page(label, page_seed, confound_covid=confound_covid, **layouts.choose(label, page_seed))
     rel = Path(label) / f"synth-{seed}-{index:04d}.jpg"
     tmp = out / rel.with_suffix(".jpg.part")
     page.image.save(tmp, format="JPEG", quality=page.jpeg_quality)

@@ -146,3 +146,21 @@ def test_hog_and_logistic_regression_learn_the_classes_far_above_chance(syntheti
     accuracy = float(np.mean(model.predict(x_test) == y_test))
     # Chance is 0.2; measured 0.56 when written. Trained and scored on different seeds.
     assert accuracy >= 0.4, accuracy
+
+
+def test_a_layout_mix_makes_6x2_pages_and_the_confounded_mix_keeps_normal_3x4(tmp_path):
+    from features.synthetic import LayoutMix
+
+    out = generate_dataset(tmp_path / "mix", 8, seed=4, layouts=LayoutMix(six_by_two=0.6, gridless=0.5,
+                                                                        header_diagnosis=0.5, confounded=True))
+    records = [json.loads(line) for line in (out / "synthetic_meta.jsonl").read_text().splitlines()]
+    by_label = {c: [r for r in records if r["label"] == c] for c in CLASSES}
+    assert all(r["layout"] == "3x4" for r in by_label["Normal"])
+    abnormal = [r for r in records if r["label"] != "Normal"]
+    six = [r for r in abnormal if r["layout"] == "6x2"]
+    assert 0.3 < len(six) / len(abnormal) < 0.9
+    assert any(not r["grid"] for r in six) and any(r["grid"] for r in six)
+    assert any(r["header_diagnosis"] for r in six) and not any(r["header_diagnosis"] for r in by_label["Normal"])
+    assert all(set(r["lead_boxes"]) == set(LEADS) for r in six)
+    with pytest.raises(ValueError, match="share between 0 and 1"):
+        LayoutMix(six_by_two=1.5)
