@@ -3,12 +3,13 @@ sys.path.insert(0, '/work/main')
 from features.synthetic import make_page, CLASSES, FS
 from features.pages import normalise_page, LEADS
 from features import handcrafted as H
+size = tuple(int(v) for v in sys.argv[1:3]) if len(sys.argv) > 2 else (320, 512)
 rs = {l: [] for l in LEADS}
 for seed in range(4):
     for label in CLASSES:
         for layout in ("3x4", "6x2"):
             truth = make_page(label, seed, layout=layout)
-            page = normalise_page(truth.image)
+            page = normalise_page(truth.image, size=size)
             if page.layout != layout: print('layout miss', seed, label, layout); continue
             skip = int(round(H._LABEL_SKIP * (page.lead_boxes["I"][2] - page.lead_boxes["I"][0])))
             tr = H._read_traces(page.image, [page.lead_boxes[l] for l in LEADS], skip)
