@@ -70,6 +70,7 @@ class PageGeometry:
     centre: tuple[float, float]
     method: str  # "projection" or "fixed-fraction"
     baselines: tuple[float, ...] = ()  # y of each lead row's baseline, top to bottom
+    grid: bool = True  # printed on graph paper (False: blank paper, as some 6x2 printouts are)
 
     @property
     def skew_deg(self) -> float:
@@ -108,6 +109,7 @@ class NormalisedPage:
     skew_deg: float
     source_size: tuple[int, int]
     warnings: list[str] = field(default_factory=list)
+    grid: bool = True
 
 
 def normalise_page(
@@ -147,7 +149,7 @@ def normalise_page(
         warnings.append("no lead rows found; lead panels are fixed fractions of the inked area")
     return NormalisedPage(image=image, lead_boxes=boxes, source_boxes=source_boxes, layout=geometry.layout,
                           rhythm=geometry.rhythm, method=geometry.method, skew_deg=geometry.skew_deg,
-                          source_size=source_size, warnings=warnings)
+                          source_size=source_size, warnings=warnings, grid=geometry.grid)
 
 
 def canonical_boxes(layout: str, rhythm: bool, size: tuple[int, int] = DEFAULT_SIZE) -> dict[str, Box]:
@@ -200,12 +202,29 @@ def _locate(strength: np.ndarray) -> PageGeometry:
         span = _trace_span(level, rows, pitch)
         if span is not None:
             baselines = tuple(float(r) + 0.5 for r in rows)  # pixel centres, like the area's edges
-            return PageGeometry(layout[0], layout[1], (span[0], top, span[1], bottom), slope, centre,
-                                "projection", baselines)
-    return PageGeometry("3x4", True, _inked_area(level), slope, centre, "fixed-fraction")
+            area = (span[0], top, span[1], bottom)
+            return PageGeometry(layout[0], layout[1], area, slope, centre, "projection", baselines,
+                                _has_grid(level_strength, area))
+    area = _inked_area(level)
+    return PageGeometry("3x4", True, area, slope, centre, "fixed-fraction", grid=_has_grid(level_strength, area))
 
 
 # --- steps ----------------------------------------------------------------------------------
+
+# Share of the lead area that is faint ink (grid lines, paper texture): 0.02-0.04 on blank paper
+# and 0.13-0.36 on graph paper, on real EDAN pages and synthetic ones alike.
+_FAINT = (0.04, 0.3)
+_GRID_SHARE = 0.08
+
+
+def _has_grid(strength: np.ndarray, area: Box) -> bool:
+    x0, y0, x1, y1 = (int(round(v)) for v in area)
+    inside = strength[max(0, y0):y1:2, max(0, x0):x1:2]
+    if inside.size == 0:
+        return False
+    faint = (inside > _FAINT[0]) & (inside < _FAINT[1])
+    return bool(faint.mean() > _GRID_SHARE)
+
 
 def _ink_strength(grey: np.ndarray) -> np.ndarray:
     """0 on paper, 1 on the darkest ink: contrast stretch that ignores how grey the paper is."""

@@ -1,6 +1,7 @@
 """Page normalisation: lead boxes against the generator's ground truth, fixed geometry, bad input."""
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -44,9 +45,15 @@ def test_every_lead_box_matches_the_generators_ground_truth(label, seed):
 def test_six_by_two_pages_with_or_without_grid_find_their_twelve_panels(label, seed, grid):
     truth = make_page(label, seed, layout="6x2", grid=grid, header_diagnosis=True)
     page = normalise_page(truth.image)
-    assert (page.layout, page.rhythm, page.method) == ("6x2", False, "projection")
+    assert (page.layout, page.rhythm, page.method, page.grid) == ("6x2", False, "projection", grid)
     overlaps = {lead: iou(page.source_boxes[lead], box) for lead, box in truth.lead_boxes.items()}
     assert set(overlaps) == set(LEADS) and min(overlaps.values()) >= 0.7, overlaps
+
+
+@pytest.mark.parametrize("grid", [True, False])
+def test_graph_paper_is_told_from_blank_paper_on_three_by_four_pages(grid):
+    page = normalise_page(make_page("MI_History", 7, grid=grid).image)
+    assert (page.layout, page.rhythm, page.grid) == ("3x4", True, grid)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -142,6 +149,29 @@ def test_a_thumbnail_is_refused_with_the_files_name(tmp_path):
     make_page("Normal", 0).image.resize((100, 70)).save(path)
     with pytest.raises(ImageReadError, match=r"thumb\.png: 100x70 px is too small for an ECG page"):
         normalise_page(path)
+
+
+def real_layouts() -> list[dict]:
+    """The real sample's layouts, labelled once by eye (file names only, never the images)."""
+    with open(Path(__file__).parent / "data" / "real_layouts.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason=f"real sample not present at {REAL_SAMPLE}")
+def test_every_real_pages_layout_is_detected_as_labelled_by_eye():
+    labels = real_layouts()
+    assert len(labels) == len(list(REAL_SAMPLE.glob("*/*.jpg"))) == 94
+    wrong, panels_missed = [], []
+    for row in labels:
+        page = normalise_page(REAL_SAMPLE / row["file"])
+        found = (page.layout, "yes" if page.rhythm else "no", "yes" if page.grid else "no")
+        if found != (row["layout"], row["rhythm"], row["grid"]):
+            wrong.append(f"{row['file']}: found {found}, labelled {row['layout'], row['rhythm'], row['grid']}")
+        if row["kind"] == "print" and (page.method != "projection" or set(LEADS) - set(page.lead_boxes)):
+            panels_missed.append(row["file"])
+    assert not wrong, wrong
+    assert not panels_missed, panels_missed
 
 
 @pytest.mark.realdata
