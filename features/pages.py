@@ -32,6 +32,7 @@ __all__ = [
     "canonical_boxes",
     "lead_tiles",
     "locate_leads",
+    "mask_outside_leads",
     "normalise_page",
 ]
 
@@ -166,6 +167,24 @@ def canonical_boxes(layout: str, rhythm: bool, size: tuple[int, int] = DEFAULT_S
     if rhythm:
         ordered[RHYTHM] = (0.0, len(grid) * row_h, float(width), float(height))
     return ordered
+
+
+def mask_outside_leads(image: np.ndarray, page: NormalisedPage, paper: float | None = None) -> np.ndarray:
+    """A copy of the decoded page ``image`` with everything outside the lead area painted paper.
+
+    For paths that show or perturb the whole page (overlays, LIME): the header, footer and any
+    printed diagnosis are gone, as they are from :func:`normalise_page`'s output. ``page`` is
+    that page's :class:`NormalisedPage`; ``image`` may be at any scale of the source.
+    """
+    height, width = image.shape[:2]
+    sx, sy = width / page.source_size[0], height / page.source_size[1]
+    boxes = np.array(list(page.source_boxes.values()))
+    x0, y0 = int(np.floor(boxes[:, 0].min() * sx)), int(np.floor(boxes[:, 1].min() * sy))
+    x1, y1 = int(np.ceil(boxes[:, 2].max() * sx)), int(np.ceil(boxes[:, 3].max() * sy))
+    fill = np.max(image) if paper is None else paper
+    masked = np.full_like(image, fill)
+    masked[max(0, y0):y1, max(0, x0):x1] = image[max(0, y0):y1, max(0, x0):x1]
+    return masked
 
 
 def lead_tiles(page: NormalisedPage, tile: tuple[int, int] = (32, 64)) -> np.ndarray:
