@@ -1,8 +1,9 @@
-"""Shortcut audit: can the class be predicted from page metadata alone?
+"""Shortcut audit: can the class be predicted from how a page looks rather than from its traces?
 
-In the public dataset, page size nearly gives COVID away. If a classifier that sees only width,
-height, aspect ratio, file size and colour mode beats chance, any model trained on those pages
-can score well without looking at a heartbeat, and the report must say so.
+In the public dataset, page size nearly gives COVID away, the layout follows the hospital and so
+the class (every Normal page is 3x4), and some headers print the device's diagnosis. If the class
+can be told from page metadata, from the layout or from the header alone, any model trained on
+those pages can score well without looking at a heartbeat, and the report must say so.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["AuditResult", "METADATA_FEATURES", "metadata_audit"]
+__all__ = ["AuditResult", "HEADER_FEATURES", "LayoutAudit", "METADATA_FEATURES", "header_audit",
+           "header_profiles", "layout_audit", "metadata_audit"]
 
 METADATA_FEATURES = ("width", "height", "aspect", "log_file_size", "colour_mode")
+HEADER_FEATURES = ("header ink per row", "header ink per column")
+_HEADER_SHAPE = (24, 160)  # (rows, columns) every header crop is resized to
 # Flag only what is both statistically clear and large enough to matter.
 _MAX_P_VALUE = 0.05
 _MIN_GAIN_OVER_CHANCE = 0.10
@@ -40,16 +44,50 @@ def metadata_audit(frame: pd.DataFrame, *, seed: int = 0, n_permutations: int = 
     ``frame`` is a manifest frame (columns label, width, height, bytes, mode). The p-value comes
     from refitting on label permutations, so it holds for any class balance.
     """
+    return _classifier_audit(_metadata_matrix(frame), frame["label"].to_numpy(), METADATA_FEATURES,
+                             _metadata_message, seed, n_permutations)
+
+
+def header_audit(labels, profiles: np.ndarray, *, seed: int = 0, n_permutations: int = 49) -> AuditResult:
+    """The same test on the page header alone (``profiles`` from :func:`header_profiles`).
+
+    Models never see the header (it is outside the lead area); this says whether the data would
+    reward one that did, e.g. through a printed diagnosis or a hospital's own title.
+    """
+    return _classifier_audit(np.asarray(profiles), np.asarray(labels), HEADER_FEATURES, _header_message,
+                             seed, n_permutations)
+
+
+def header_profiles(paths, lead_tops) -> np.ndarray:
+    """Ink per row and per column of each page above its lead area (``lead_tops`` in source px).
+
+    Profiles rather than pixels: printed text moves with page size and patient fields, while its
+    length and place still show. Pages are read small (the header's layout, not its letters).
+    """
+    from PIL import Image
+
+    from features.imageio import load_image_and_size
+
+    rows = []
+    for path, top in zip(paths, lead_tops):
+        grey, (_, height) = load_image_and_size(path, min_side=400)
+        cut = max(1, int(top * grey.shape[0] / height))
+        crop = Image.fromarray(np.uint8(np.clip(grey[:cut], 0, 1) * 255)).resize(_HEADER_SHAPE[::-1], Image.BILINEAR)
+        ink = 1.0 - np.asarray(crop, dtype=np.float32) / 255.0
+        rows.append(np.concatenate([ink.sum(axis=0), ink.sum(axis=1)]))
+    return np.array(rows, dtype=np.float32).reshape(len(rows), sum(_HEADER_SHAPE))
+
+
+def _classifier_audit(x: np.ndarray, labels: np.ndarray, features: tuple[str, ...], describe, seed: int,
+                      n_permutations: int) -> AuditResult:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict, permutation_test_score
 
-    labels = frame["label"].to_numpy()
     classes, counts = np.unique(labels, return_counts=True)
     chance = 1.0 / max(len(classes), 1)
     if len(classes) < 2 or counts.min() < 2:
-        return AuditResult(METADATA_FEATURES, len(frame), float("nan"), chance, float("nan"), {}, False,
+        return AuditResult(features, len(labels), float("nan"), chance, float("nan"), {}, False,
                            "shortcut audit skipped: it needs two classes with at least two images each")
-    x = _metadata_matrix(frame)
     cv = StratifiedKFold(n_splits=int(min(5, counts.min())), shuffle=True, random_state=seed)
     model = RandomForestClassifier(n_estimators=25, max_depth=6, random_state=seed, n_jobs=1)
     score, _, p_value = permutation_test_score(
@@ -59,8 +97,8 @@ def metadata_audit(frame: pd.DataFrame, *, seed: int = 0, n_permutations: int = 
     predicted = cross_val_predict(model, x, labels, cv=cv)
     recall = {str(c): float(np.mean(predicted[labels == c] == c)) for c in classes}
     flagged = bool(p_value <= _MAX_P_VALUE and score - chance >= _MIN_GAIN_OVER_CHANCE)
-    return AuditResult(METADATA_FEATURES, len(frame), float(score), chance, float(p_value), recall,
-                       flagged, _message(flagged, score, chance, p_value, recall))
+    return AuditResult(features, len(labels), float(score), chance, float(p_value), recall,
+                       flagged, describe(flagged, _figures(score, chance, p_value), recall))
 
 
 def _metadata_matrix(frame: pd.DataFrame) -> np.ndarray:
@@ -73,8 +111,23 @@ def _metadata_matrix(frame: pd.DataFrame) -> np.ndarray:
     ])
 
 
-def _message(flagged: bool, score: float, chance: float, p_value: float, recall: dict) -> str:
-    figures = f"balanced accuracy {score:.2f} vs chance {chance:.2f}, permutation p={p_value:.3f}"
+def _figures(score: float, chance: float, p_value: float) -> str:
+    return f"balanced accuracy {score:.2f} vs chance {chance:.2f}, permutation p={p_value:.3f}"
+
+
+def _header_message(flagged: bool, figures: str, recall: dict) -> str:
+    if not flagged:
+        return f"OK: the page header alone does not predict the class ({figures})."
+    worst = max(recall, key=recall.get)
+    return (
+        f"WARNING: the page header predicts the class. A classifier on the ink of the header alone reaches "
+        f"{figures}; most predictable: {worst} (recall {recall[worst]:.2f}). SmartECG never shows the header "
+        "to a model, but any other pipeline trained on these pages may read a printed diagnosis or a "
+        "hospital's title instead of the ECG."
+    )
+
+
+def _metadata_message(flagged: bool, figures: str, recall: dict) -> str:
     if not flagged:
         return f"OK: page metadata alone does not predict the class ({figures})."
     worst = max(recall, key=recall.get)
@@ -83,4 +136,68 @@ def _message(flagged: bool, score: float, chance: float, p_value: float, recall:
         f"and colour mode alone reaches {figures}; most predictable: {worst} (recall {recall[worst]:.2f}). "
         "A model trained on these pages can score well without reading the ECG: crop pages to the "
         "lead area and compare results per page size before trusting any score."
+    )
+
+
+@dataclass(frozen=True)
+class LayoutAudit:
+    """How the page layout (3x4/6x2, rhythm strip, grid) goes with the class."""
+
+    n_images: int
+    table: dict[str, dict[str, int]]  # layout -> class -> pages
+    cramers_v: float  # 0: layout says nothing about the class; 1: it gives the class away
+    p_value: float
+    flagged: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_MIN_CRAMERS_V = 0.2  # a moderate association: enough for a model to lean on
+
+
+def layout_audit(labels, layouts, *, seed: int = 0, n_permutations: int = 999) -> LayoutAudit:
+    """Test whether the layout predicts the class: chi-square association, permutation p-value.
+
+    The layout is categorical and takes few values, so an association measure (Cramer's V) says
+    more than a classifier's accuracy: a layout seen in only some classes is a shortcut even when
+    it covers few pages.
+    """
+    labels, layouts = np.asarray(labels, dtype=object), np.asarray(layouts, dtype=object)
+    table = pd.crosstab(pd.Series(layouts, name="layout"), pd.Series(labels, name="class"))
+    as_dict = {str(k): {str(c): int(v) for c, v in row.items()} for k, row in table.iterrows()}
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        only = "one layout" if table.shape[0] < 2 else "one class"
+        return LayoutAudit(len(labels), as_dict, 0.0, 1.0, False,
+                           f"OK: {only} in the data, so the layout cannot predict the class here.")
+    _, layout_codes = np.unique(layouts, return_inverse=True)
+    _, class_codes = np.unique(labels, return_inverse=True)
+    observed = _chi_square(layout_codes, class_codes)
+    rng = np.random.default_rng(seed)
+    permuted = np.array([_chi_square(layout_codes, rng.permutation(class_codes)) for _ in range(n_permutations)])
+    p_value = float((1 + np.sum(permuted >= observed - 1e-9)) / (n_permutations + 1))
+    v = float(np.sqrt(observed / (len(labels) * (min(table.shape) - 1))))
+    flagged = p_value <= _MAX_P_VALUE and v >= _MIN_CRAMERS_V
+    return LayoutAudit(len(labels), as_dict, v, p_value, bool(flagged), _layout_message(flagged, v, p_value, table))
+
+
+def _chi_square(rows: np.ndarray, columns: np.ndarray) -> float:
+    counts = np.zeros((rows.max() + 1, columns.max() + 1))
+    np.add.at(counts, (rows, columns), 1)
+    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / counts.sum()
+    return float(np.sum((counts - expected) ** 2 / np.where(expected > 0, expected, 1)))
+
+
+def _layout_message(flagged: bool, v: float, p_value: float, table: pd.DataFrame) -> str:
+    figures = f"Cramer's V {v:.2f}, permutation p={p_value:.3f}"
+    if not flagged:
+        return f"OK: the page layout does not predict the class ({figures})."
+    absent = [f"{layout} never in {', '.join(str(c) for c in row.index[row == 0])}"
+              for layout, row in table.iterrows() if (row == 0).any()]
+    return (
+        f"WARNING: the page layout predicts the class ({figures}"
+        + (f"; {'; '.join(absent)}" if absent else "") + "). A model can score well by recognising the layout "
+        "(and so the hospital) instead of reading the ECG: compare its metrics per layout, and test on "
+        "another hospital's pages before trusting any score."
     )

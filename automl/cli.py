@@ -163,12 +163,15 @@ def _data_report(args) -> int:
     from automl.eda import write_report
     from features.dataset import scan
 
+    from features.cache import default_cache_dir
+
     manifest = scan(args.data, n_jobs=args.jobs)
-    summary = write_report(manifest, args.out, seed=args.seed)
+    summary = write_report(manifest, args.out, seed=args.seed, n_jobs=-1, cache_dir=default_cache_dir())
     counts = ", ".join(f"{c} {n}" for c, n in summary["class_counts"].items())
     print(f"{summary['n_images']} images ({counts}); {len(summary['skipped'])} skipped, "
           f"{len(summary['duplicates_dropped'])} duplicate(s) dropped")
-    print(summary["shortcut_audit"]["message"])
+    for audit in ("shortcut_audit", "layout_audit", "header_audit"):
+        print(summary[audit]["message"])
     print(f"report: {args.out}/report.md")
     return 0
 
@@ -257,10 +260,13 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from automl.predict import evaluate_folder
 
-    metrics = evaluate_folder(args.data, args.model, tracking_uri=args.tracking_uri, out=args.out)
+    evaluation = evaluate_folder(args.data, args.model, tracking_uri=args.tracking_uri, out=args.out)
+    metrics = evaluation.metrics
     print(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
           f"ROC-AUC {metrics['roc_auc']:.3f}")
     print("per-class F1: " + ", ".join(f"{k[3:]} {v:.3f}" for k, v in metrics.items() if k.startswith("f1_")))
+    for line in evaluation.group_lines():
+        print(line)
     if args.out:
         print(f"written: {args.out}/metrics.json, confusion.png, roc.png")
     return 0

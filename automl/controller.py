@@ -109,6 +109,7 @@ def run_search(
     shown.set_stage("features")
     vectors, frame, unreadable = _features(frame, spec, shown, cache_dir=default_cache_dir())
     skipped.update(unreadable)
+    holdout_groups = _holdout_groups(frame, cache_dir=default_cache_dir())
 
     data_hash = manifest.data_hash()
     search_run = _LazySearchRun(tracker_ready, name=f"search-{format_duration(budget_seconds)}", params={
@@ -120,8 +121,8 @@ def run_search(
     workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
     status = "FAILED"
     try:
-        result = _search(spec, budget, shown, search_run, frame, vectors, manifest, root, data_hash, seed, workdir,
-                         engine_factory)
+        result = _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash,
+                         seed, workdir, engine_factory)
         result.skipped = sorted(skipped)
         status = "FINISHED"
         return result
@@ -172,8 +173,8 @@ def _open_tracker(uri: str, experiment: str) -> SearchTracker:
     return tracker
 
 
-def _search(spec, budget, shown, search_run, frame, vectors, manifest, root, data_hash, seed, workdir,
-            engine_factory):
+def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash, seed,
+            workdir, engine_factory):
     from features.handcrafted import PageFeatures
 
     classes = [c for c in manifest.classes if c in set(frame["label"])]
@@ -218,9 +219,10 @@ def _search(spec, budget, shown, search_run, frame, vectors, manifest, root, dat
     y_holdout = holdout["label"].to_numpy(dtype=object)
     scored = []
     for candidate in candidates:
-        evaluation = evaluate(y_holdout, candidate.model.proba_from_features(X_holdout), classes)
+        evaluation = evaluate(y_holdout, candidate.model.proba_from_features(X_holdout), classes, holdout_groups)
         if candidate.run_id:
-            tracker.log_metrics(candidate.run_id, evaluation.metrics, prefix="holdout_")
+            tracker.log_metrics(candidate.run_id, {**evaluation.metrics, **evaluation.group_metrics()},
+                                prefix="holdout_")
         scored.append(ScoredCandidate(candidate, evaluation))
     best = max(scored, key=lambda s: s.key(spec.metric)) if scored else None
     tracker.log_metrics(run_id, {"trials": trials, "candidates": len(scored)})
@@ -229,7 +231,8 @@ def _search(spec, budget, shown, search_run, frame, vectors, manifest, root, dat
     if best is None:
         shown.message("no candidate finished within the budget; nothing registered (give a larger --budget)")
     else:
-        tracker.log_metrics(run_id, best.evaluation.metrics, prefix="holdout_")
+        tracker.log_metrics(run_id, {**best.evaluation.metrics, **best.evaluation.group_metrics()},
+                            prefix="holdout_")
         _log_plots(tracker, run_id, best, workdir)
         shown.set_stage("registry")
         from automl.registry import promote
@@ -266,6 +269,15 @@ def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
             missing = [s for s in SPLITS if not (frame["split"] == s).any()]
             if missing:
                 raise DatasetError(f"no usable page left in the {', '.join(missing)} split") from None
+
+
+def _holdout_groups(frame, cache_dir) -> dict[str, list[str]]:
+    """Layout and page-size bucket of each holdout page, for metrics per group (never a model input)."""
+    from features.survey import survey_pages
+
+    holdout = frame[frame["split"] == "holdout"]
+    survey = survey_pages([str(p) for p in holdout["path"]], n_jobs=-1, cache_dir=cache_dir, progress=False)
+    return {"layout": survey["layout"].tolist(), "size": survey["size_bucket"].tolist()}
 
 
 def _log_plots(tracker: SearchTracker, run_id: str, best: ScoredCandidate, workdir: Path) -> None:

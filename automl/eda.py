@@ -1,7 +1,9 @@
 """The data report: what is in a dataset, what is wrong with it, and which shortcuts it hides.
 
-Writes PNG charts (class bar and pie charts, sample pages per class, page sizes by class),
-``summary.json`` for machines and ``report.md`` for people.
+Writes PNG charts (class bar and pie charts, sample pages per class, page sizes by class, a
+contact sheet of the lead panels found), ``summary.json`` for machines and ``report.md`` for
+people. The shortcut audit asks whether page metadata, the layout or the header alone predict
+the class.
 """
 from __future__ import annotations
 
@@ -11,27 +13,37 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # the OO API: no pyplot state, no display needed
 
-from automl.audit import metadata_audit
+from automl.audit import header_audit, header_profiles, layout_audit, metadata_audit
 from features.dataset import CLASSES, Manifest
 from features.imageio import ImageReadError, load_image
+from features.survey import survey_pages
 
 __all__ = ["write_report"]
 
 _COLOURS = dict(zip(CLASSES, ("#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#2ca02c")))
 
 
-def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: int = 3, seed: int = 0) -> dict:
-    """Write the report files into ``out_dir`` and return the summary that went to summary.json."""
+def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: int = 3, seed: int = 0,
+                 n_jobs: int | None = 1, cache_dir: str | Path | None = None) -> dict:
+    """Write the report files into ``out_dir`` and return the summary that went to summary.json.
+
+    ``n_jobs`` and ``cache_dir`` are for finding every page's lead panels (cached like features).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = manifest.frame
     counts = {c: n for c, n in manifest.class_counts().items() if n}
     audit = metadata_audit(frame, seed=seed)
+    surveyed, survey, unsurveyed = _survey(frame, n_jobs, cache_dir)
+    layouts = layout_audit(surveyed["label"], survey["layout"], seed=seed)
+    lead_tops = [min(box[1] for box in boxes.values()) for boxes in survey["boxes"]]
+    header = header_audit(surveyed["label"].to_numpy(), header_profiles(surveyed["path"], lead_tops), seed=seed)
     files = {
         "class_counts": _bar_chart(counts, out / "class_counts.png"),
         "class_share": _pie_chart(counts, out / "class_share.png"),
         "samples": _sample_grid(manifest, out / "samples.png", samples_per_class, seed),
         "page_sizes": _size_scatter(manifest, out / "page_sizes.png", seed),
+        "panels": _panel_sheet(surveyed, survey, out / "panels.png", seed),
     }
     sizes = frame.groupby("label")[["width", "height"]].agg(lambda s: sorted(set(map(int, s))))
     summary = {
@@ -49,11 +61,28 @@ def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: 
         "duplicates_dropped": [{"dropped": str(a), "kept": str(b)} for a, b in manifest.dropped_duplicates],
         "warnings": manifest.warnings,
         "shortcut_audit": audit.to_dict(),
+        "layout_audit": layouts.to_dict(),
+        "header_audit": header.to_dict(),
+        "panels_found_by": survey["found_by"].value_counts().to_dict(),
+        "fixed_fraction_pages": [str(p) for p, how in zip(surveyed["path"], survey["found_by"]) if how != "projection"],
+        "unsurveyed": unsurveyed,
         "files": {k: v.name for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "report.md").write_text(_markdown(summary))
     return summary
+
+
+def _survey(frame, n_jobs, cache_dir):
+    """Layout and panels of every page; a page that cannot hold 12 leads is listed and left out."""
+    unsurveyed: dict[str, str] = {}
+    while True:
+        try:
+            survey = survey_pages([str(p) for p in frame["path"]], n_jobs=n_jobs, cache_dir=cache_dir, progress=False)
+            return frame.reset_index(drop=True), survey, unsurveyed
+        except ImageReadError as exc:  # rows already computed are cached: the retry only does the rest
+            unsurveyed[exc.name] = f"{exc.reason}; {exc.hint}"
+            frame = frame[frame["path"].astype(str) != exc.name]
 
 
 def _most_common_size(group) -> str:
@@ -129,6 +158,59 @@ def _size_scatter(manifest: Manifest, path: Path, seed: int) -> Path:
     return path
 
 
+_SHEET_TILE = (440, 330)  # (width, height) of one page on the contact sheet
+_SHEET_COLUMNS = 5
+
+
+def _panel_sheet(frame, survey, path: Path, seed: int, max_pages: int = 30) -> Path:
+    """Pages with their detected lead panels drawn on: every page whose panels were guessed from
+    fixed fractions first, then a few of each class and layout, for a person to check at a glance."""
+    from PIL import Image, ImageDraw
+
+    picks = _sheet_picks(frame, survey, seed, max_pages)
+    rows = max(1, -(-len(picks) // _SHEET_COLUMNS))
+    sheet = Image.new("RGB", (_SHEET_TILE[0] * _SHEET_COLUMNS, _SHEET_TILE[1] * rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, i in enumerate(picks):
+        x, y = (n % _SHEET_COLUMNS) * _SHEET_TILE[0], (n // _SHEET_COLUMNS) * _SHEET_TILE[1]
+        record = survey.iloc[i]
+        caption = f"{frame['label'].iloc[i]} | {record['layout']} | {record['found_by']}"
+        draw.text((x + 4, y + 2), caption, fill="black" if record["found_by"] == "projection" else "red")
+        draw.text((x + 4, y + 14), Path(str(frame["path"].iloc[i])).name[:60], fill="grey")
+        try:
+            page = Image.fromarray(np.uint8(load_image(frame["path"].iloc[i], max_side=_SHEET_TILE[0], mode="RGB") * 255))
+        except ImageReadError as exc:
+            draw.text((x + 4, y + 40), exc.reason, fill="red")
+            continue
+        page.thumbnail((_SHEET_TILE[0] - 8, _SHEET_TILE[1] - 34))
+        scale = page.width / record["width"]
+        overlay = ImageDraw.Draw(page)
+        for k, (panel, box) in enumerate(record["boxes"].items()):
+            colour = _PANEL_COLOURS[k % len(_PANEL_COLOURS)]
+            overlay.rectangle([v * scale for v in box], outline=colour, width=2)
+            overlay.text((box[0] * scale + 3, box[1] * scale + 2), panel, fill=colour)
+        sheet.paste(page, (x + 4, y + 30))
+    sheet.save(path)
+    return path
+
+
+_PANEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def _sheet_picks(frame, survey, seed: int, max_pages: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    guessed = [i for i, how in enumerate(survey["found_by"]) if how != "projection"]
+    picks = guessed[: max_pages // 2]
+    groups = {}
+    for i, key in enumerate(zip(frame["label"], survey["layout"])):
+        groups.setdefault(key, []).append(i)
+    per_group = max(1, (max_pages - len(picks)) // max(1, len(groups)))
+    for key in sorted(groups):
+        members = [i for i in groups[key] if i not in picks]
+        picks += [members[j] for j in sorted(rng.choice(len(members), min(per_group, len(members)), replace=False))]
+    return picks[:max_pages]
+
+
 def _markdown(summary: dict) -> str:
     audit = summary["shortcut_audit"]
     lines = [
@@ -149,6 +231,19 @@ def _markdown(summary: dict) -> str:
         recall = audit["per_class_recall"].get(label)
         lines.append(f"| {label} | {n} | {sizes['distinct']} | {sizes['most_common']} | "
                      f"{'n/a' if recall is None else f'{recall:.2f}'} |")
+    layouts, header = summary["layout_audit"], summary["header_audit"]
+    classes = list(summary["class_counts"])
+    lines += ["", "### Layout", "", layouts["message"], "",
+              "| layout | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    lines += [f"| {layout} | " + " | ".join(str(row.get(c, 0)) for c in classes) + " |"
+              for layout, row in layouts["table"].items()]
+    lines += ["", "### Header", "", header["message"], "",
+              "### Lead panels", "",
+              f"Found from the printed rows on {summary['panels_found_by'].get('projection', 0)} pages; "
+              f"guessed from fixed fractions on {summary['panels_found_by'].get('fixed-fraction', 0)} "
+              "(listed first on the contact sheet, in red: check them).", "",
+              "![lead panels](panels.png)"]
+    lines += [f"- not surveyed: `{p}`: {why}" for p, why in summary["unsurveyed"].items()]
     lines += ["", "![class counts](class_counts.png) ![class share](class_share.png)", "",
               "![page sizes](page_sizes.png)", "", "![samples](samples.png)", "",
               f"## Skipped files ({len(summary['skipped'])})", ""]

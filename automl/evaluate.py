@@ -6,9 +6,9 @@ dropped), so one rare class done badly shows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -29,10 +29,22 @@ class Evaluation:
     proba: np.ndarray
     metrics: dict[str, float]
     confusion: np.ndarray  # rows: true class, columns: predicted class, in ``classes`` order
+    # kind ("layout", "size") -> group -> {n, accuracy, balanced_accuracy, macro_f1}
+    by_group: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def score(self, metric: str) -> float:
         """The value of ``metric`` (a spec metric name); NaN scores rank below everything."""
         return float(self.metrics[metric])
+
+    def group_metrics(self) -> dict[str, float]:
+        """``by_<kind>.<group>.<metric>``, flat for MLflow: e.g. ``by_layout.6x2.macro_f1``."""
+        return {f"by_{kind}.{group}.{name}": value for kind, groups in self.by_group.items()
+                for group, values in groups.items() for name, value in values.items()}
+
+    def group_lines(self) -> list[str]:
+        """One line per group, for a terminal or a model card."""
+        return [f"{kind} {group}: n={int(v['n'])}, accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f}"
+                for kind, groups in self.by_group.items() for group, v in groups.items()]
 
     def summary(self) -> str:
         m = self.metrics
@@ -40,8 +52,13 @@ class Evaluation:
                 f"ROC-AUC {m['roc_auc']:.3f} on {len(self.y_true)} pages")
 
 
-def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> Evaluation:
-    """Score class probabilities ``proba`` (n, len(classes)) against labels ``y_true``."""
+def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str],
+             groups: Mapping[str, Sequence[str]] | None = None) -> Evaluation:
+    """Score class probabilities ``proba`` (n, len(classes)) against labels ``y_true``.
+
+    ``groups`` maps a kind (``layout``, ``size``) to each page's group; each group is scored on
+    its own too, so a model that only works on one layout or page size shows it.
+    """
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
                                  precision_recall_fscore_support, roc_auc_score)
 
@@ -65,7 +82,30 @@ def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -
     }
     metrics.update({f"f1_{c}": float(v) for c, v in zip(classes, f1)})
     confusion = confusion_matrix(y_true, y_pred, labels=classes)
-    return Evaluation(classes, y_true, proba, metrics, confusion)
+    by_group = {kind: _per_group(y_true, y_pred, np.asarray(members, dtype=object))
+                for kind, members in (groups or {}).items()}
+    return Evaluation(classes, y_true, proba, metrics, confusion, by_group)
+
+
+def _per_group(y_true: np.ndarray, y_pred: np.ndarray, members: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics within each group; macro averages over the classes present in that group."""
+    from sklearn.metrics import f1_score
+
+    if len(members) != len(y_true):
+        raise ValueError(f"expected a group for each of {len(y_true)} pages, got {len(members)}")
+    out = {}
+    for group in sorted(set(members)):
+        inside = members == group
+        truth, predicted = y_true[inside], y_pred[inside]
+        present = sorted(set(truth))
+        out[str(group)] = {
+            "n": float(inside.sum()),
+            "accuracy": float(np.mean(truth == predicted)),
+            # Mean recall over the classes present (sklearn's warns of predicted classes absent here).
+            "balanced_accuracy": float(np.mean([np.mean(predicted[truth == c] == c) for c in present])),
+            "macro_f1": float(f1_score(truth, predicted, labels=present, average="macro", zero_division=0)),
+        }
+    return out
 
 
 def _roc_auc(y_true, proba, classes, roc_auc_score) -> float:

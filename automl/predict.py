@@ -54,14 +54,17 @@ def predict_files(images: list[str], model: str, *, tracking_uri: str | None = N
     return 1 if failed else 0
 
 
-def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, out: str | None = None) -> dict:
+def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, out: str | None = None):
     """Score a model on every usable page of a labelled dataset folder (all of it, whatever its split).
 
-    Returns the metrics; with ``out``, also writes metrics.json and the confusion and ROC plots there.
+    Returns the :class:`~automl.evaluate.Evaluation`, with metrics per layout and page-size
+    bucket; with ``out``, also writes metrics.json and the confusion and ROC plots there.
     """
     from automl.evaluate import plot_confusion, plot_roc
     from automl.pyfunc import evaluate_pages
+    from features.cache import default_cache_dir
     from features.dataset import scan
+    from features.survey import survey_pages
 
     manifest = scan(data, progress=False)
     for skipped in manifest.skipped:
@@ -69,14 +72,18 @@ def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, o
     loaded, model = load_pyfunc(model, tracking_uri)
     labels = manifest.frame["label"].to_numpy(dtype=object)
     try:
-        evaluation = evaluate_pages(loaded, [str(p) for p in manifest.frame["path"]], labels)
+        paths = [str(p) for p in manifest.frame["path"]]
+        survey = survey_pages(paths, n_jobs=-1, cache_dir=default_cache_dir(), progress=False)
+        groups = {"layout": survey["layout"].tolist(), "size": survey["size_bucket"].tolist()}
+        evaluation = evaluate_pages(loaded, paths, labels, groups)
     except ValueError as exc:  # e.g. a class folder the model was never trained on
         raise ValueError(f"{data}: {exc}") from None
     if out is not None:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "metrics.json").write_text(json.dumps({"model": model, "data": str(data), "n": len(labels),
-                                                         **evaluation.metrics}, indent=2))
+                                                         **evaluation.metrics, "by_group": evaluation.by_group},
+                                                        indent=2))
         plot_confusion(evaluation, folder / "confusion.png", title=f"Confusion matrix: {Path(data).name}")
         plot_roc(evaluation, folder / "roc.png", title=f"ROC, one class vs rest: {Path(data).name}")
-    return evaluation.metrics
+    return evaluation

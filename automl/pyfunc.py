@@ -106,13 +106,14 @@ def model_signature(classes: list[str]):
     )
 
 
-def evaluate_pages(loaded, paths: list[str], labels):
+def evaluate_pages(loaded, paths: list[str], labels, groups=None):
     """A loaded pyfunc model's :class:`~automl.evaluate.Evaluation` on labelled image files.
 
-    Raises ValueError when a label is not among the model's classes.
+    ``groups`` as for :func:`~automl.evaluate.evaluate`. Raises ValueError when a label is not
+    among the model's classes.
     """
     from automl.evaluate import evaluate
 
     answer = loaded.predict(pd.DataFrame({INPUT_COLUMN: paths}))
     classes = [c[2:] for c in answer.columns if c.startswith("p_")]
-    return evaluate(labels, answer[[f"p_{c}" for c in classes]].to_numpy(), classes)
+    return evaluate(labels, answer[[f"p_{c}" for c in classes]].to_numpy(), classes, groups)

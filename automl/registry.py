@@ -75,7 +75,8 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
             "pipeline": (best.candidate.description or model.description)[:5000],
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
             "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels))}
-    tags.update({f"holdout_{k}": f"{v:.6g}" for k, v in evaluation.metrics.items() if math.isfinite(v)})
+    scores = {**evaluation.metrics, **evaluation.group_metrics()}
+    tags.update({f"holdout_{k}": f"{v:.6g}" for k, v in scores.items() if math.isfinite(v)})
     version = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id=run_id, tags=tags,
                                           description=f"{best.candidate.engine}: {model.description}"[:1000])
     _wait_ready(client, name, version.version)
@@ -211,7 +212,8 @@ def pull(client, name: str, out: Path, *, alias: str | None = CHAMPION, version:
 def model_card(name: str, mv) -> str:
     tags: dict[str, Any] = dict(mv.tags)
     aliases = ", ".join(getattr(mv, "aliases", []) or []) or "none"
-    metrics = {k[len("holdout_"):]: v for k, v in sorted(tags.items()) if k.startswith("holdout_") and k != "holdout_size"}
+    metrics = {k[len("holdout_"):]: v for k, v in sorted(tags.items())
+               if k.startswith("holdout_") and k != "holdout_size" and not k.startswith("holdout_by_")}
     lines = [
         f"# {name} version {mv.version}", "",
         f"- aliases: {aliases}",
@@ -224,6 +226,7 @@ def model_card(name: str, mv) -> str:
         f"- promotion: {tags.get('promotion', '?')}", "",
         "## Holdout metrics", "", "| metric | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in metrics.items()], "",
+        *_group_table(tags),
         "## Use", "",
         "```python",
         "import mlflow.pyfunc, pandas as pd",
@@ -235,4 +238,23 @@ def model_card(name: str, mv) -> str:
         "layouts are unknown until measured. Not a medical device: a clinician reads every page.", "",
     ]
     return "\n".join(lines)
+
+
+def _group_table(tags: dict) -> list[str]:
+    """Holdout metrics per layout and page-size bucket, from the version's ``holdout_by_*`` tags."""
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    for key, value in tags.items():
+        if key.startswith("holdout_by_"):
+            kind, group, metric = key[len("holdout_by_"):].split(".", 2)
+            groups.setdefault((kind, group), {})[metric] = value
+    if not groups:
+        return []
+    lines = ["## Holdout metrics per layout and page size", "",
+             "A model that reads the traces scores alike across layouts and page sizes; a large gap "
+             "means it leans on how the page looks.", "",
+             "| by | group | pages | accuracy | macro-F1 |", "|---|---|---|---|---|"]
+    for (kind, group), values in sorted(groups.items()):
+        n = values.get("n", "?")
+        lines.append(f"| {kind} | {group} | {n} | {values.get('accuracy', '?')} | {values.get('macro_f1', '?')} |")
+    return lines + [""]
 

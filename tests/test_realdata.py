@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from automl.audit import metadata_audit
+from automl.eda import write_report
 from features.dataset import CLASSES, scan
 from features.imageio import load_image
 
@@ -34,3 +35,16 @@ def test_audit_flags_the_real_datasets_page_size_shortcut(manifest):
     result = metadata_audit(manifest.frame)
     assert result.flagged, result.message
     assert result.per_class_recall["Covid_19"] >= 0.8
+
+
+@pytest.mark.slow
+def test_the_data_report_warns_that_layout_predicts_the_class_and_draws_every_pages_panels(manifest, tmp_path):
+    summary = write_report(manifest, tmp_path, n_jobs=2)
+    layouts = summary["layout_audit"]
+    assert layouts["flagged"] and "the page layout predicts the class" in layouts["message"]
+    assert "never in Covid_19, MI, Normal" in layouts["message"]  # 6x2 without rhythm strip
+    assert layouts["table"]["3x4_rhythm"]["Normal"] == 20
+    # Panels come from the printed rows on every device export; only some portrait scans fall back.
+    assert all("Covid_19" in path for path in summary["fixed_fraction_pages"])
+    assert summary["panels_found_by"]["projection"] >= 90
+    assert (tmp_path / "panels.png").stat().st_size > 100_000

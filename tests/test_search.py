@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cli_helpers import smartecg, smartecg_command
 
-from features.synthetic import generate_dataset
+from features.synthetic import LayoutMix, generate_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,9 @@ print(json.dumps({"path": by_path.to_dict("list"), "bytes": by_bytes.to_dict("li
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A first search on a small synthetic set, into a fresh SQLite store: it becomes the champion."""
+    """A first search on a small synthetic set of both layouts, into a fresh SQLite store: it becomes the champion."""
     root = tmp_path_factory.mktemp("search")
-    data = generate_dataset(root / "data", 10, seed=21, progress=False)
+    data = generate_dataset(root / "data", 10, seed=21, layouts=LayoutMix(six_by_two=0.4, gridless=0.3), progress=False)
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     env = {"SMARTECG_CACHE": str(root / "cache"), "MLFLOW_TRACKING_URI": uri}
     first = smartecg("search", "--data", data, "--budget", "40s", "--experiment", "quick", "--quiet",
@@ -77,6 +77,13 @@ def test_every_evaluated_pipeline_is_a_nested_run_and_the_best_is_champion(store
     champion = client.get_model_version_by_alias("smartecg", "champion")
     assert str(champion.version) == "1" and champion.tags["engine"] == "tpot"
     assert float(champion.tags["holdout_macro_f1"]) == pytest.approx(parent.data.metrics["holdout_macro_f1"], abs=1e-5)
+    # Metrics per layout and page size sit beside the overall ones, on the parent and the version.
+    layout_counts = {k.split(".")[1]: v for k, v in parent.data.metrics.items()
+                     if k.startswith("holdout_by_layout.") and k.endswith(".n")}
+    size_counts = [v for k, v in parent.data.metrics.items() if k.startswith("holdout_by_size.") and k.endswith(".n")]
+    assert sum(layout_counts.values()) == sum(size_counts) == int(champion.tags["holdout_size"])
+    assert set(layout_counts) <= {"3x4_rhythm", "6x2", "6x2_gridless"} and "3x4_rhythm" in layout_counts
+    assert all(f"holdout_by_layout.{g}.macro_f1" in champion.tags for g in layout_counts)
 
 
 def test_the_champion_predicts_paths_and_bytes_in_a_fresh_process(store):
@@ -98,6 +105,7 @@ def test_pull_writes_a_model_that_loads_anywhere(store, tmp_path):
     assert str(folder) in out.stdout and (folder / "MLmodel").exists()
     card = (tmp_path / "champion" / "MODEL_CARD.md").read_text()
     assert "version 1" in card and "macro_f1" in card and "champion" in card
+    assert "per layout and page size" in card and "| layout | 3x4_rhythm |" in card
     page = str(sorted(store.data.glob("MI/*.jpg"))[0])
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(folder), page], capture_output=True,
@@ -105,9 +113,13 @@ def test_pull_writes_a_model_that_loads_anywhere(store, tmp_path):
     assert len(json.loads(result.stdout.strip().splitlines()[-1])["path"]["class"]) == 1
     assert "MI" in smartecg("predict", page, "--model", folder, env=store.env).stdout
     # Scored on its own data folder (mostly its training pages) it must be far above chance (0.2).
-    smartecg("evaluate", store.data, "--model", folder, "--out", tmp_path / "scores", env=store.env)
+    shown = smartecg("evaluate", store.data, "--model", folder, "--out", tmp_path / "scores", env=store.env).stdout
     scores = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert scores["n"] == 50 and scores["accuracy"] > 0.6
+    # Both layouts of the data are scored on their own (a 40% share of 6x2 pages, some gridless).
+    assert sum(g["n"] for g in scores["by_group"]["layout"].values()) == 50
+    assert {"3x4_rhythm", "6x2"} <= set(scores["by_group"]["layout"])
+    assert "layout 6x2:" in shown and "size landscape" in shown
     assert (tmp_path / "scores" / "confusion.png").exists()
 
 
