@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/smartecg data synth $(DEMO_DATA) --per-class 30 --seed 0
+	$(BIN)/smartecg data synth $(DEMO_DATA) --per-class 30 --seed 0 --six-by-two 0.3 --gridless 0.4 --header-diagnosis 0.3
 	$(BIN)/smartecg data report $(DEMO_DATA) --out $(DEMO_REPORT)
 	$(BIN)/smartecg search --data $(DEMO_DATA) --budget 3m --experiment quick
 

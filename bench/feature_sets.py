@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from features.dataset import scan  # noqa: E402
 from features.handcrafted import FEATURE_SETS, PageFeatures  # noqa: E402
 from features.pages import normalise_page  # noqa: E402
-from features.synthetic import generate_dataset  # noqa: E402
+from features.synthetic import LayoutMix, generate_dataset  # noqa: E402
 
 
 def page_features(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -73,11 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=40, help="training pages per class (seed 1)")
     parser.add_argument("--test-per-class", type=int, default=12, help="test pages per class (seed 2)")
     parser.add_argument("--jobs", type=int, default=1, help="pages extracted in parallel (timings are per page)")
+    parser.add_argument("--six-by-two", type=float, default=0.0, metavar="SHARE",
+                        help="share of 6x2 pages in both sets (40%% of them gridless), e.g. 0.3 as in the demo")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_root = generate_dataset(Path(tmp) / "train", args.per_class, seed=1, progress=False)
-        test_root = generate_dataset(Path(tmp) / "test", args.test_per_class, seed=2, progress=False)
+        layouts = LayoutMix(six_by_two=args.six_by_two, gridless=0.4)
+        train_root = generate_dataset(Path(tmp) / "train", args.per_class, seed=1, layouts=layouts, progress=False)
+        test_root = generate_dataset(Path(tmp) / "test", args.test_per_class, seed=2, layouts=layouts, progress=False)
         train, y_train, ms = extract(train_root, args.jobs)
         test, y_test, _ = extract(test_root, args.jobs)
 

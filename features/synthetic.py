@@ -476,6 +476,9 @@ def _portrait_scan(page: Image.Image, boxes: dict, size: tuple[int, int]):
 
 
 DEMO_PER_CLASS = 40
+# The demo shows both layouts, as real data does: 30% of pages 6x2, 40% of those on blank paper,
+# 30% of those with the device's diagnosis printed in the header (which no model ever sees).
+DEMO_LAYOUTS = LayoutMix(six_by_two=0.3, gridless=0.4, header_diagnosis=0.3)
 
 
 def demo_dataset(per_class: int = DEMO_PER_CLASS, seed: int = 0, *, progress: bool | None = None) -> Path:
@@ -490,13 +493,13 @@ def demo_dataset(per_class: int = DEMO_PER_CLASS, seed: int = 0, *, progress: bo
     from features.cache import cache_root
 
     root = cache_root() / "demo"
-    target = root / f"synthetic-v1-{per_class}-seed{seed}"
+    target = root / f"synthetic-v2-{per_class}-seed{seed}"
     if (target / "synthetic_meta.jsonl").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".making-", dir=root))
     try:
-        generate_dataset(staging, per_class, seed, progress=progress)
+        generate_dataset(staging, per_class, seed, layouts=DEMO_LAYOUTS, progress=progress)
         try:
             staging.rename(target)
         except OSError:  # another process finished first: use theirs
