@@ -50,6 +50,7 @@ MIN_PAGE_SIDE = 128  # px; below this a page cannot hold 12 readable leads
 _LAYOUT_BY_ROWS = {3: ("3x4", False), 4: ("3x4", True), 6: ("6x2", False), 7: ("6x2", True)}
 
 _INK_LEVEL = 0.35  # share of the paper-to-ink contrast above which a pixel counts as trace ink
+_DARK_INK_LEVEL = 0.7  # the same on pages whose grid is as dark as their traces (some scans)
 _GRID_FLOOR = 0.25  # fainter than this (grid, paper texture) is painted white in the output
 _MAX_SKEW = np.tan(np.deg2rad(3.0))
 
@@ -212,8 +213,15 @@ def _locate(strength: np.ndarray) -> PageGeometry:
     slope = _estimate_slope(strength)
     centre = (w / 2.0, h / 2.0)
     level_strength = _deskew(strength, slope, centre)
+    pulses = _pulse_rows(level_strength)
     level = level_strength > _INK_LEVEL
-    rows = _choose_rows(_pulse_rows(level_strength), lambda: _trace_rows(_drop_long_lines(level)))
+    rows = _choose_rows(pulses, lambda: _trace_rows(_drop_long_lines(level)))
+    if len(rows) not in _LAYOUT_BY_ROWS:
+        # Some scans print the grid dark enough to pass as ink; then ruled-line removal takes the
+        # flat baselines lying along grid lines with it. Only the darkest ink is trace there.
+        level = level_strength > _DARK_INK_LEVEL
+        rows = _choose_rows(pulses, lambda: _trace_rows(_drop_long_lines(level)))
+        level = _dilate(level, 5, axis=1)  # bridge the faint stretches of trace this level misses
     layout = _LAYOUT_BY_ROWS.get(len(rows))
     if layout is not None:
         pitch = float(np.median(np.diff(rows)))
