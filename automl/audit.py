@@ -115,28 +115,27 @@ def _figures(score: float, chance: float, p_value: float) -> str:
     return f"balanced accuracy {score:.2f} vs chance {chance:.2f}, permutation p={p_value:.3f}"
 
 
-def _header_message(flagged: bool, figures: str, recall: dict) -> str:
-    if not flagged:
-        return f"OK: the page header alone does not predict the class ({figures})."
-    worst = max(recall, key=recall.get)
-    return (
-        f"WARNING: the page header predicts the class. A classifier on the ink of the header alone reaches "
-        f"{figures}; most predictable: {worst} (recall {recall[worst]:.2f}). SmartECG never shows the header "
-        "to a model, but any other pipeline trained on these pages may read a printed diagnosis or a "
-        "hospital's title instead of the ECG."
-    )
+def _classifier_message(subject: str, inputs: str, advice: str):
+    """The message maker of a classifier audit on ``inputs`` (what ``subject`` is made of)."""
+
+    def describe(flagged: bool, figures: str, recall: dict) -> str:
+        if not flagged:
+            return f"OK: {subject} alone does not predict the class ({figures})."
+        worst = max(recall, key=recall.get)
+        return (f"WARNING: {subject} predicts the class. A classifier on {inputs} alone reaches {figures}; "
+                f"most predictable: {worst} (recall {recall[worst]:.2f}). {advice}")
+
+    return describe
 
 
-def _metadata_message(flagged: bool, figures: str, recall: dict) -> str:
-    if not flagged:
-        return f"OK: page metadata alone does not predict the class ({figures})."
-    worst = max(recall, key=recall.get)
-    return (
-        f"WARNING: page geometry predicts the class. A classifier on width, height, aspect, file size "
-        f"and colour mode alone reaches {figures}; most predictable: {worst} (recall {recall[worst]:.2f}). "
-        "A model trained on these pages can score well without reading the ECG: crop pages to the "
-        "lead area and compare results per page size before trusting any score."
-    )
+_metadata_message = _classifier_message(
+    "page metadata", "width, height, aspect, file size and colour mode",
+    "A model trained on these pages can score well without reading the ECG: crop pages to the lead area and "
+    "compare results per page size before trusting any score.")
+_header_message = _classifier_message(
+    "the page header", "the ink of the header",
+    "SmartECG never shows the header to a model, but any other pipeline trained on these pages may read a "
+    "printed diagnosis or a hospital's title instead of the ECG.")
 
 
 @dataclass(frozen=True)
