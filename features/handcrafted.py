@@ -13,6 +13,13 @@ changes, because cached rows are keyed by it.
 * ``trace``: a 1-D trace per lead, read off the page, and measures a cardiologist would look at
   (amplitude, baseline, ST level, Q depth), plus rate and RR regularity from the rhythm strip.
   Everything is in fractions of a lead box or of the page width, so page size does not matter.
+* ``signals``: the same measures and more in physical units (R amplitude, QRS width, ST level,
+  Q depth and T wave per lead in mV and ms; RR, its variation, rate and the widest QRS), from
+  :func:`features.traces.lead_signals` on the page normalised at 640x1024, where the traces
+  are read more faithfully (:mod:`features.measures`).
+
+A set may declare the page size it reads (``FeatureSet.size``); the others read the page at
+the transformer's working size.
 
 :class:`PageFeatures` turns paths, bytes or arrays into a feature matrix, with caching and
 parallelism delegated to :mod:`features.extract`.
@@ -30,16 +37,22 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from features.extract import as_sources, extract_features
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
-from features.traces import SECONDS_ACROSS, Traces, label_skip, read_traces
+from features.measures import measure_names, signal_measures
+from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
 
 __all__ = ["FEATURE_SETS", "FeatureSet", "PageFeatures", "blank_page", "feature_names", "hog"]
 
 
 class FeatureSet(NamedTuple):
-    """A registered feature set: bump ``version`` whenever ``function``'s output changes."""
+    """A registered feature set: bump ``version`` whenever ``function``'s output changes.
+
+    ``size`` is the (height, width) the page is normalised at for this set; None reads it at
+    the transformer's ``size``.
+    """
 
     version: int
     function: Callable[[NormalisedPage], np.ndarray]
+    size: tuple[int, int] | None = None
 
 
 # --- hog_page, hog_leads, lbp -----------------------------------------------------------------
@@ -228,12 +241,14 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "hog_leads": FeatureSet(1, hog_leads),
     "lbp": FeatureSet(1, lbp),
     "trace": FeatureSet(2, trace),
+    "signals": FeatureSet(1, signal_measures, SIGNAL_SIZE),
 }
 
 _NAMED_COLUMNS = {
     "lbp": tuple(f"lbp_{lead}_{b}" for lead in LEADS for b in range(_LBP_BINS)),
     "trace": tuple(f"trace_{lead}_{m}" for lead in LEADS for m in _LEAD_MEASURES)
     + tuple(f"trace_rhythm_{m}" for m in _RHYTHM_MEASURES),
+    "signals": measure_names("signals"),
 }
 
 
@@ -248,7 +263,8 @@ def blank_page(size: tuple[int, int] = DEFAULT_SIZE, layout: str = "3x4", rhythm
 @lru_cache(maxsize=None)
 def feature_length(name: str) -> int:
     """Length of set ``name``'s vector (the same for every page)."""
-    return len(FEATURE_SETS[name].function(blank_page()))
+    function, size = FEATURE_SETS[name].function, FEATURE_SETS[name].size
+    return len(function(blank_page(size or DEFAULT_SIZE)))
 
 
 def feature_names(name: str) -> tuple[str, ...]:
@@ -271,12 +287,14 @@ class PageFeatures(TransformerMixin, BaseEstimator):
         logistic regression; adding HOG dilutes it to 0.81) and is cheap. Searches choose their
         own sets from the experiment file.
     size : (height, width), default=(320, 512)
-        Working size of the normalised lead area.
+        Working size of the normalised lead area, for the sets that do not declare their own
+        (``signals`` reads pages at 640x1024 whatever this is). A page is normalised once per
+        distinct size its sets need.
     n_jobs : int or None, default=1
         Pages extracted in parallel (joblib; -1 for every core). The result does not depend on it.
     cache_dir : path or None, default=None
         Cache rows on disk here, keyed by the sha256 of each file's (or bytes input's) content
-        and by set name, version and ``size``; None disables caching. Arrays are never cached.
+        and by set name, version and the size that set read; None disables caching. Arrays are never cached.
         Use :func:`features.cache.default_cache_dir` for the shared location; pruning the cache
         to its size bound is left to the caller (``FeatureCache.prune``).
     progress : bool or None, default=None
