@@ -70,7 +70,7 @@ def measures_of(signals: LeadSignals) -> np.ndarray:
         if name in LEADS:
             per_lead[LEADS.index(name)] = values
     seen = np.isfinite(widths).any(axis=1)
-    widest = np.nanmedian(widths[seen], axis=1).max() if seen.any() else 0.0
+    widest = _row_medians(widths[seen]).max() if seen.any() else 0.0
     rhythm = [rr_s * 1000, rr.std() / rr_s if rr_s else 0.0, 60 / rr_s if rr_s else 0.0, widest]
     out = np.concatenate([per_lead.ravel(), rhythm]).astype(np.float32)
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
@@ -129,8 +129,7 @@ def _lead_measures(mv: np.ndarray, beats: np.ndarray, rate: float, rr_s: float) 
     t_window = np.multiply(_T_WINDOW, np.sqrt(rr_s)) if rr_s else _T_WINDOW
     t_mv = _row_means(_window(mv, qrs_peak, *_seconds_to_samples(t_window, rate)))
     qrs_ms = _qrs_widths(mv, beats, rate)
-    values = [r_mv, qrs_ms, st_mv, q_mv, t_mv]
-    return np.array([_nanmedian_or_zero(v) for v in values]), qrs_ms
+    return _row_medians(np.stack([r_mv, qrs_ms, st_mv, q_mv, t_mv])), qrs_ms
 
 
 def _qrs_widths(mv: np.ndarray, beats: np.ndarray, rate: float) -> np.ndarray:
@@ -163,6 +162,10 @@ def _row_means(values: np.ndarray) -> np.ndarray:
     return np.where(count > 0, np.nansum(values, axis=1) / np.maximum(count, 1), np.nan)
 
 
-def _nanmedian_or_zero(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else 0.0
+def _row_medians(values: np.ndarray) -> np.ndarray:
+    """Median of each row's numbers (NaN left out), 0 for a row with none; one sort for all rows."""
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    rows = np.arange(len(values))
+    middle = (ordered[rows, np.maximum((count - 1) // 2, 0)] + ordered[rows, count // 2]) / 2
+    return np.where(count > 0, middle, 0.0)
