@@ -64,9 +64,10 @@ def measures_of(signals: LeadSignals) -> np.ndarray:
     per_lead = np.zeros((len(LEADS), len(LEAD_MEASURES)))
     widths = np.full((len(beats), len(signals.mv)), np.nan)  # QRS width of every beat in every signal
     for j, (name, mv) in enumerate(signals.mv.items()):
-        local = np.round(beats * signals.samples_per_second).astype(int) - _first_column(signals, name)
+        local = np.floor(beats * signals.samples_per_second).astype(int) - _first_column(signals, name)
         on_panel = (local >= 0) & (local < len(mv))
-        values, widths[on_panel, j] = _lead_measures(mv, local[on_panel], signals.samples_per_second, rr_s)
+        values, beat_widths = _lead_measures(mv, local[on_panel], signals.samples_per_second, rr_s)
+        widths[on_panel, j] = beat_widths
         if name in LEADS:
             per_lead[LEADS.index(name)] = values
     seen = np.isfinite(widths).any(axis=1)
@@ -105,7 +106,7 @@ def _page_beats(signals: LeadSignals) -> tuple[np.ndarray, np.ndarray]:
     if len(candidates) == 0:
         return np.zeros(0), np.zeros(0, dtype=int)
     keep = candidates[energy[candidates] >= _BEAT_SHARE * np.percentile(energy[candidates], 90)]
-    return (keep + 0.5) / rate, segment[keep]
+    return (keep + 0.5) / rate, segment[keep]  # the middle of the beat's column
 
 
 def _rr_intervals(beats: np.ndarray, segment: np.ndarray) -> np.ndarray:

@@ -79,7 +79,6 @@ def lead_signals(page: NormalisedPage) -> LeadSignals:
     samples_per_second = page.image.shape[1] / SECONDS_ACROSS
     px_per_mv, calibrated = _px_per_mv(page)
     skip = label_skip(page)
-    names = list(LEADS) + ([RHYTHM] if page.rhythm else [])
     # Leads share one box size and are read in one pass; the rhythm strip is wider.
     groups = [list(LEADS)] + ([[RHYTHM]] if page.rhythm else [])
     mv = {}
@@ -90,7 +89,8 @@ def lead_signals(page: NormalisedPage) -> LeadSignals:
         level = traces.level - np.median(traces.level, axis=1, keepdims=True)
         for name, row in zip(group, level * (box_height / px_per_mv)):
             mv[name] = row.astype(np.float32)
-    start_seconds = {name: (page.lead_boxes[name][0] + skip) / samples_per_second for name in names}
+    # read_traces starts at the box's column rounded, plus the skip
+    start_seconds = {name: (round(page.lead_boxes[name][0]) + skip) / samples_per_second for name in mv}
     return LeadSignals(mv=mv, start_seconds=start_seconds, samples_per_second=samples_per_second,
                        px_per_mv=px_per_mv, calibrated=calibrated)
 
