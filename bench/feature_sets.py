@@ -2,9 +2,9 @@
 
 For every set in ``features.handcrafted.FEATURE_SETS`` alone (and all of them together), a
 StandardScaler + LogisticRegression is trained on synthetic pages of one seed and scored on
-pages of another seed. Each page is normalised once; the time of each set's own extraction is
-measured on that page (a fresh copy, so no set profits from another's work), and the shared
-``normalise_page`` step is shown on its own row. It prints a table and asserts nothing.
+pages of another seed. Each page is normalised once per page size the sets read; the time of
+each set's own extraction is measured on that page (a fresh copy, so no set profits from
+another's work), and each shared ``normalise_page`` step is shown on its own row. It prints a table and asserts nothing.
 
     python bench/feature_sets.py [--per-class 40] [--test-per-class 12] [--jobs 2]
 """
@@ -31,22 +31,28 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from features.dataset import scan  # noqa: E402
 from features.handcrafted import FEATURE_SETS, PageFeatures  # noqa: E402
-from features.pages import normalise_page  # noqa: E402
+from features.pages import DEFAULT_SIZE, normalise_page  # noqa: E402
 from features.synthetic import LayoutMix, generate_dataset  # noqa: E402
 
 
 def page_features(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every set's vector for one page, and the seconds each step took."""
-    start = time.perf_counter()
-    page = normalise_page(path)
-    seconds = {"normalise_page": time.perf_counter() - start}
-    vectors = {}
-    for name, (_, function) in FEATURE_SETS.items():
-        fresh = copy.copy(page)  # another object: hog_leads and lbp must each pay for their tiles
+    pages, seconds = {}, {}
+    for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
         start = time.perf_counter()
-        vectors[name] = function(fresh)
+        pages[size] = normalise_page(path, size=size)
+        seconds[normalise_step(size)] = time.perf_counter() - start
+    vectors = {}
+    for name, spec in FEATURE_SETS.items():
+        fresh = copy.copy(pages[spec.size or DEFAULT_SIZE])  # hog_leads and lbp must each pay for their tiles
+        start = time.perf_counter()
+        vectors[name] = spec.function(fresh)
         seconds[name] = time.perf_counter() - start
     return vectors, seconds
+
+
+def normalise_step(size: tuple[int, int]) -> str:
+    return f"normalise_page {size[0]}x{size[1]}"
 
 
 def extract(root: Path, jobs: int) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
@@ -90,13 +96,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in FEATURE_SETS:
         accuracy, f1 = score(train[name], y_train, test[name], y_test)
         print(f"{name:<12} {train[name].shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {ms[name]:>8.2f}")
-    for label, names in (("default", PageFeatures().sets), ("all sets", tuple(FEATURE_SETS))):
+    for label, names in (("default", PageFeatures().sets), ("combined", ("trace", "signals")),
+                         ("all sets", tuple(FEATURE_SETS))):
         accuracy, f1 = score(combined(train, names), y_train, combined(test, names), y_test)
         total = sum(ms[name] for name in names)
-        print(f"{label:<12} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}"
-              f"  ({' + '.join(names)})" if label == "default" else
-              f"{label:<12} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}")
-    print(f"{'(normalise_page, shared by every set)':<38} {ms['normalise_page']:>8.2f}")
+        spelled = "" if label == "all sets" else f"  ({' + '.join(names)})"
+        print(f"{label:<12} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}{spelled}")
+    for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
+        users = [name for name, spec in FEATURE_SETS.items() if (spec.size or DEFAULT_SIZE) == size]
+        print(f"{'(' + normalise_step(size) + ')':<38} {ms[normalise_step(size)]:>8.2f}  shared by {', '.join(users)}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Run feature sets over many page images: each page decoded once, rows cached by content, in parallel.
+"""Run feature sets over many page images: each file read once, rows cached by content, in parallel.
 
 A row is cached per feature set, under ``config_hash({"sets": {name: version}, "size": size})``
-and the sha256 of the file's bytes (the same hash as the dataset manifest), so a search that
-tries another combination of sets reuses every set it has already computed, and a page is only
-decoded and normalised when one of its sets is missing. Arrays have no file behind them and are
-never cached.
+(the size that set's page was normalised at) and the sha256 of the file's bytes (the same hash
+as the dataset manifest), so a search that tries another combination of sets reuses every set it
+has already computed, and a page is only decoded and normalised when one of its sets is missing,
+once per distinct size those sets read. Arrays have no file behind them and are never cached.
 
 An unreadable input raises :class:`~features.imageio.ImageReadError` naming it, from the worker
 that met it, in input order; nothing is skipped silently.
@@ -30,8 +30,10 @@ __all__ = ["as_sources", "extract_features"]
 log = logging.getLogger(__name__)
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
-# name -> (version, function of a normalised page); features.handcrafted.FeatureSet is one.
-SetSpecs = Mapping[str, tuple[int, Callable[[NormalisedPage], np.ndarray]]]
+# name -> (version, function of a normalised page, the page size it reads or None for the
+# default); features.handcrafted.FeatureSet is one.
+SetSpec = tuple[int, Callable[[NormalisedPage], np.ndarray], tuple[int, int] | None]
+SetSpecs = Mapping[str, SetSpec]
 
 
 def as_sources(X: Any) -> list[Source]:
@@ -78,15 +80,17 @@ def extract_features(
 ) -> np.ndarray:
     """float32 (len(sources), sum of lengths): the sets' vectors of each page, concatenated in order.
 
-    ``lengths`` is each set's vector length; a cached entry of another length is recomputed.
+    ``size`` is the page size for sets that declare none; ``lengths`` is each set's vector
+    length; a cached entry of another length is recomputed.
     """
     from joblib import Parallel, delayed, effective_n_jobs
     from tqdm.auto import tqdm
 
-    job = _Job(sets=dict(sets), size=tuple(size), lengths=dict(lengths),
+    sizes = {name: tuple(spec[2] or size) for name, spec in sets.items()}
+    job = _Job(sets=dict(sets), sizes=sizes, lengths=dict(lengths),
                cache=FeatureCache(cache_dir) if cache_dir is not None else None,
-               keys={name: config_hash({"sets": {name: version}, "size": list(size)})
-                     for name, (version, _) in sets.items()})
+               keys={name: config_hash({"sets": {name: spec[0]}, "size": list(sizes[name])})
+                     for name, spec in sets.items()})
     n = len(sources)
     out = np.empty((n, sum(job.lengths[name] for name in job.sets)), dtype=np.float32)
     with tqdm(total=n, desc="features", unit="page", disable=progress_disabled(progress, n)) as bar:
@@ -122,8 +126,8 @@ def extract_features(
 class _Job(NamedTuple):
     """Everything a worker needs, picklable: module-level functions, paths, numbers."""
 
-    sets: dict[str, tuple[int, Callable[[NormalisedPage], np.ndarray]]]
-    size: tuple[int, int]
+    sets: dict[str, SetSpec]
+    sizes: dict[str, tuple[int, int]]  # the page size each set reads
     lengths: dict[str, int]
     cache: FeatureCache | None
     keys: dict[str, str]
@@ -159,8 +163,13 @@ def _cached(job: _Job, index: int, source: Source, sha: str | None = None):
 
 def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str | None) -> dict[str, np.ndarray]:
     try:
-        page = normalise_page(data, size=job.size)
-        parts = {set_name: _compute(job, set_name, page) for set_name in set_names}
+        pages: dict[tuple[int, int], NormalisedPage] = {}
+        parts = {}
+        for set_name in set_names:
+            size = job.sizes[set_name]
+            if size not in pages:
+                pages[size] = normalise_page(data, size=size)
+            parts[set_name] = _compute(job, set_name, pages[size])
     except ImageReadError as exc:  # decoded from bytes, the error says "<bytes>": give the real name
         raise ImageReadError(name, exc.reason, exc.hint) from None
     except Exception as exc:  # a bug, not bad data, but the page that shows it must be named

@@ -13,6 +13,13 @@ changes, because cached rows are keyed by it.
 * ``trace``: a 1-D trace per lead, read off the page, and measures a cardiologist would look at
   (amplitude, baseline, ST level, Q depth), plus rate and RR regularity from the rhythm strip.
   Everything is in fractions of a lead box or of the page width, so page size does not matter.
+* ``signals``: the same measures and more in physical units (R amplitude, QRS width, ST level,
+  Q depth and T wave per lead in mV and ms; RR, its variation, rate and the widest QRS), from
+  :func:`features.traces.lead_signals` on the page normalised at 640x1024, where the traces
+  are read more faithfully (:mod:`features.measures`).
+
+A set may declare the page size it reads (``FeatureSet.size``); the others read the page at
+the transformer's working size.
 
 :class:`PageFeatures` turns paths, bytes or arrays into a feature matrix, with caching and
 parallelism delegated to :mod:`features.extract`.
@@ -30,15 +37,22 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from features.extract import as_sources, extract_features
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
+from features.measures import measure_names, signal_measures
+from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
 
 __all__ = ["FEATURE_SETS", "FeatureSet", "PageFeatures", "blank_page", "feature_names", "hog"]
 
 
 class FeatureSet(NamedTuple):
-    """A registered feature set: bump ``version`` whenever ``function``'s output changes."""
+    """A registered feature set: bump ``version`` whenever ``function``'s output changes.
+
+    ``size`` is the (height, width) the page is normalised at for this set; None reads it at
+    the transformer's ``size``.
+    """
 
     version: int
     function: Callable[[NormalisedPage], np.ndarray]
+    size: tuple[int, int] | None = None
 
 
 # --- hog_page, hog_leads, lbp -----------------------------------------------------------------
@@ -125,24 +139,9 @@ def _twelve_tiles(page: NormalisedPage) -> np.ndarray:
 
 # --- trace --------------------------------------------------------------------------------------
 
-_INK = 0.5  # darker than this is trace ink: where the trace's level is read
-# Thin R spikes come out grey after normalisation; the trace's vertical extent (peaks, Q) is read
-# from fainter ink so their tips are not lost (rate error p90 on synthetic pages: 32 -> 13 bpm).
-_FAINT_INK = 0.8
-_SECONDS_ACROSS = 10.0  # 3x4 (4 x 2.5 s) and 6x2 (2 x 5 s) both put 10 s across the lead area
-_LABEL_SKIP = 0.1  # share of a lead panel skipped at its left, where the lead name is printed
 _FLAT = 0.02  # a trace whose largest excursion is below this (box heights) has no beats
 _LEAD_MEASURES = ("amplitude", "baseline", "density", "st", "q")
 _RHYTHM_MEASURES = ("rate", "rr_cv", "beats")
-
-
-class _Traces(NamedTuple):
-    """The traces of boxes of one size, per box and column, in box heights above the box centre."""
-
-    level: np.ndarray  # (boxes, columns): ink-weighted mean height of the ink
-    top: np.ndarray  # highest ink, faint ink included
-    bottom: np.ndarray  # lowest ink, faint ink included
-    density: np.ndarray  # (boxes,): share of the box's pixels that are ink; 0 means no trace
 
 
 def trace(page: NormalisedPage) -> np.ndarray:
@@ -157,12 +156,12 @@ def trace(page: NormalisedPage) -> np.ndarray:
     RR intervals' coefficient of variation, ``beats`` the number found.
     """
     width = page.image.shape[1]
-    px_per_s = width / _SECONDS_ACROSS
-    skip = int(round(_LABEL_SKIP * (page.lead_boxes["I"][2] - page.lead_boxes["I"][0])))
-    leads = _read_traces(page.image, [page.lead_boxes[lead] for lead in LEADS], skip)
+    px_per_s = width / SECONDS_ACROSS
+    skip = label_skip(page)
+    leads = read_traces(page.image, [page.lead_boxes[lead] for lead in LEADS], skip)
     values = _lead_measures(leads, px_per_s)
     if page.rhythm:
-        strip, index = _read_traces(page.image, [page.lead_boxes[RHYTHM]], skip), 0
+        strip, index = read_traces(page.image, [page.lead_boxes[RHYTHM]], skip), 0
     else:
         strip, index = leads, LEADS.index("II")
     rhythm = _rhythm_measures(strip, index, px_per_s, width)
@@ -170,39 +169,7 @@ def trace(page: NormalisedPage) -> np.ndarray:
                          nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _read_traces(image: np.ndarray, boxes, skip: int) -> _Traces:
-    """The trace in each box (its first ``skip`` columns left out).
-
-    The boxes of a normalised page share one size, so all are read in one vectorised pass.
-    Columns without ink are interpolated from their neighbours.
-    """
-    x0, y0, x1, y1 = boxes[0]
-    height, width = max(1, int(round(y1 - y0))), max(1, int(round(x1 - x0)) - skip)
-    crops = np.ones((len(boxes), height, width), dtype=image.dtype)  # white beyond the page's edge
-    for crop, box in zip(crops, boxes):
-        x, y = int(round(box[0])) + skip, int(round(box[1]))
-        part = image[max(0, y):y + height, max(0, x):x + width]
-        crop[:part.shape[0], :part.shape[1]] = part
-    ink, faint = crops < _INK, crops < _FAINT_INK
-    weight = np.subtract(1.0, crops)
-    weight *= ink  # np.where(ink, 1 - crops, 0), ten times faster
-    mass = weight.sum(axis=1)
-    rows_of = {
-        "level": (np.arange(height, dtype=np.float32) @ weight / np.maximum(mass, 1e-12), mass > 0),
-        "top": (faint.argmax(axis=1), faint.any(axis=1)),  # first faint pixel from the top
-        "bottom": (height - 1 - faint[:, ::-1].argmax(axis=1), faint.any(axis=1)),
-    }
-    columns = np.arange(width)
-    heights = {}
-    for name, (row, present) in rows_of.items():
-        row = row.astype(np.float64)
-        for i in np.flatnonzero(~present.all(axis=1) & present.any(axis=1)):  # fill gaps from neighbours
-            row[i] = np.interp(columns, columns[present[i]], row[i, present[i]])
-        heights[name] = ((height - 1) / 2 - row) / height
-    return _Traces(heights["level"], heights["top"], heights["bottom"], ink.mean(axis=(1, 2)))
-
-
-def _lead_measures(traces: _Traces, px_per_s: float) -> np.ndarray:
+def _lead_measures(traces: Traces, px_per_s: float) -> np.ndarray:
     """(boxes, len(_LEAD_MEASURES)); zeros for a box without ink."""
     out = np.zeros((len(traces.density), len(_LEAD_MEASURES)))
     baselines = np.median(traces.level, axis=1)
@@ -225,7 +192,7 @@ def _lead_measures(traces: _Traces, px_per_s: float) -> np.ndarray:
     return out
 
 
-def _rhythm_measures(traces: _Traces, i: int, px_per_s: float, page_width: int) -> list[float]:
+def _rhythm_measures(traces: Traces, i: int, px_per_s: float, page_width: int) -> list[float]:
     if traces.density[i] == 0:
         return [0.0] * len(_RHYTHM_MEASURES)
     level = traces.level[i]
@@ -238,7 +205,7 @@ def _rhythm_measures(traces: _Traces, i: int, px_per_s: float, page_width: int) 
     return [float(rate), rr_cv, float(len(beats))]
 
 
-def _beats(traces: _Traces, i: int, baseline: float, px_per_s: float) -> np.ndarray:
+def _beats(traces: Traces, i: int, baseline: float, px_per_s: float) -> np.ndarray:
     """Columns of the QRS complexes: the largest excursions from the baseline, up or down.
 
     Candidates are local maxima at least 0.25 s apart (240 bpm); a beat must reach 0.6 of the
@@ -274,12 +241,14 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "hog_leads": FeatureSet(1, hog_leads),
     "lbp": FeatureSet(1, lbp),
     "trace": FeatureSet(2, trace),
+    "signals": FeatureSet(1, signal_measures, SIGNAL_SIZE),
 }
 
 _NAMED_COLUMNS = {
     "lbp": tuple(f"lbp_{lead}_{b}" for lead in LEADS for b in range(_LBP_BINS)),
     "trace": tuple(f"trace_{lead}_{m}" for lead in LEADS for m in _LEAD_MEASURES)
     + tuple(f"trace_rhythm_{m}" for m in _RHYTHM_MEASURES),
+    "signals": measure_names("signals"),
 }
 
 
@@ -294,7 +263,8 @@ def blank_page(size: tuple[int, int] = DEFAULT_SIZE, layout: str = "3x4", rhythm
 @lru_cache(maxsize=None)
 def feature_length(name: str) -> int:
     """Length of set ``name``'s vector (the same for every page)."""
-    return len(FEATURE_SETS[name].function(blank_page()))
+    function, size = FEATURE_SETS[name].function, FEATURE_SETS[name].size
+    return len(function(blank_page(size or DEFAULT_SIZE)))
 
 
 def feature_names(name: str) -> tuple[str, ...]:
@@ -317,12 +287,14 @@ class PageFeatures(TransformerMixin, BaseEstimator):
         logistic regression; adding HOG dilutes it to 0.81) and is cheap. Searches choose their
         own sets from the experiment file.
     size : (height, width), default=(320, 512)
-        Working size of the normalised lead area.
+        Working size of the normalised lead area, for the sets that do not declare their own
+        (``signals`` reads pages at 640x1024 whatever this is). A page is normalised once per
+        distinct size its sets need.
     n_jobs : int or None, default=1
         Pages extracted in parallel (joblib; -1 for every core). The result does not depend on it.
     cache_dir : path or None, default=None
         Cache rows on disk here, keyed by the sha256 of each file's (or bytes input's) content
-        and by set name, version and ``size``; None disables caching. Arrays are never cached.
+        and by set name, version and the size that set read; None disables caching. Arrays are never cached.
         Use :func:`features.cache.default_cache_dir` for the shared location; pruning the cache
         to its size bound is left to the caller (``FeatureCache.prune``).
     progress : bool or None, default=None

@@ -73,6 +73,7 @@ class PageGeometry:
     method: str  # "projection" or "fixed-fraction"
     baselines: tuple[float, ...] = ()  # y of each lead row's baseline, top to bottom
     grid: bool = True  # printed on graph paper (False: blank paper, as some 6x2 printouts are)
+    pulse_height: float = 0.0  # of the 1 mV calibration pulses, between stroke centres; 0: none found
 
     @property
     def skew_deg(self) -> float:
@@ -100,6 +101,11 @@ class NormalisedPage:
 
     ``image`` is float32 (H, W) with 1.0 paper and 0.0 ink; ``lead_boxes`` are in ``image``
     pixels, ``source_boxes`` in the original file's pixels (axis-aligned hulls when skewed).
+
+    The calibration pulses are outside the lead area, so their size is kept here:
+    ``px_per_mv`` is how many ``image`` rows the printed 1 mV pulse spans (0.0 when no pulse was
+    found), and ``pixel_aspect`` how many rows a length of paper spans per column it spans
+    when laid horizontally (1.0 when the lead area was resampled alike both ways).
     """
 
     image: np.ndarray
@@ -112,6 +118,8 @@ class NormalisedPage:
     source_size: tuple[int, int]
     warnings: list[str] = field(default_factory=list)
     grid: bool = True
+    px_per_mv: float = 0.0
+    pixel_aspect: float = 1.0
 
 
 def normalise_page(
@@ -151,7 +159,8 @@ def normalise_page(
         warnings.append("no lead rows found; lead panels are fixed fractions of the inked area")
     return NormalisedPage(image=image, lead_boxes=boxes, source_boxes=source_boxes, layout=geometry.layout,
                           rhythm=geometry.rhythm, method=geometry.method, skew_deg=geometry.skew_deg,
-                          source_size=source_size, warnings=warnings, grid=geometry.grid)
+                          source_size=source_size, warnings=warnings, grid=geometry.grid,
+                          px_per_mv=_pulse_rows_out(geometry, height), pixel_aspect=_pixel_aspect(geometry, size))
 
 
 def canonical_boxes(layout: str, rhythm: bool, size: tuple[int, int] = DEFAULT_SIZE) -> dict[str, Box]:
@@ -213,8 +222,8 @@ def _locate(strength: np.ndarray) -> PageGeometry:
     slope = _estimate_slope(strength)
     centre = (w / 2.0, h / 2.0)
     level_strength = _deskew(strength, slope, centre)
-    pulses = _pulse_rows(level_strength)
     level = level_strength > _INK_LEVEL
+    pulses, pulse_height = _calibration_pulses(level_strength)
     rows = _choose_rows(pulses, lambda: _trace_rows(_drop_long_lines(level)))
     if len(rows) not in _LAYOUT_BY_ROWS:
         # Some scans print the grid dark enough to pass as ink; then ruled-line removal takes the
@@ -230,8 +239,10 @@ def _locate(strength: np.ndarray) -> PageGeometry:
         if span is not None:
             baselines = tuple(float(r) + 0.5 for r in rows)  # pixel centres, like the area's edges
             area = (span[0], top, span[1], bottom)
+            # Brackets off the rows the page was cut by are not the pulses of these leads.
+            on_rows = len(pulses) > 0 and all(np.abs(rows - p).min() <= 0.25 * pitch for p in pulses)
             return PageGeometry(layout[0], layout[1], area, slope, centre, "projection", baselines,
-                                _has_grid(level_strength, area))
+                                _has_grid(level_strength, area), pulse_height if on_rows else 0.0)
     area = _inked_area(level)
     return PageGeometry("3x4", True, area, slope, centre, "fixed-fraction", grid=_has_grid(level_strength, area))
 
@@ -372,12 +383,12 @@ def _deskew(image: np.ndarray, slope: float, centre: tuple[float, float]) -> np.
     return np.asarray(rotated)
 
 
-def _pulse_rows(strength: np.ndarray) -> np.ndarray:
-    """Baselines from the calibration pulses printed at the start of every lead row.
+def _calibration_pulses(strength: np.ndarray) -> tuple[np.ndarray, float]:
+    """Baselines from the calibration pulses printed at the start of every lead row, and their height.
 
     Every pulse is the same 1 mV step at the same distance from the left edge, so the pulses
     are the largest set of brackets near the left that share one height and one column; their
-    feet sit exactly on the rows' baselines. Returns no rows when no such set exists.
+    feet sit exactly on the rows' baselines. Returns no rows and height 0 when no such set exists.
     """
     h, w = strength.shape
     # Pairs of columns: a thin stroke drawn across a pixel boundary is faint in each column of a
@@ -386,16 +397,19 @@ def _pulse_rows(strength: np.ndarray) -> np.ndarray:
     left = (near_edge[:, :-1] + near_edge[:, 1:]) > _INK_LEVEL
     pulses = _brackets(left, _vertical_strokes(left, 0.02 * h, 0.15 * h), max_width=max(4, 0.05 * w))
     best: list[int] = []
-    best_unevenness = np.inf
-    for x, length in sorted({(x, length) for x, length, _ in pulses}):  # each candidate column once
-        feet = sorted({f for px, pl, f in pulses if abs(px - x) <= 2 and abs(pl - length) <= 0.15 * length + 1})
-        rows = _merge_close(feet, max(3, int(0.03 * h)))
+    best_unevenness, best_heights = np.inf, []
+    for x, length in sorted({(x, length) for x, length, _, _ in pulses}):  # each candidate column once
+        chosen = [(f, height) for px, pl, f, height in pulses
+                  if abs(px - x) <= 2 and abs(pl - length) <= 0.15 * length + 1]
+        rows = _merge_close(sorted({f for f, _ in chosen}), max(3, int(0.03 * h)))
         # The most rows wins; between equal counts, the most evenly spaced (printouts mostly are).
         gaps = sorted(b - a for a, b in zip(rows, rows[1:]))
         unevenness = (gaps[-1] - gaps[0]) / max(gaps[len(gaps) // 2], 1) if gaps else np.inf
         if len(rows) > len(best) or (len(rows) == len(best) and unevenness < best_unevenness):
-            best, best_unevenness = rows, unevenness
-    return np.array(best if len(best) >= 3 else [], dtype=float)
+            best, best_unevenness, best_heights = rows, unevenness, [height for _, height in chosen]
+    if len(best) < 3:
+        return np.array([], dtype=float), 0.0
+    return np.array(best, dtype=float), float(np.median(best_heights))
 
 
 def _vertical_strokes(mask: np.ndarray, min_length: float, max_length: float) -> np.ndarray:
@@ -409,12 +423,14 @@ def _vertical_strokes(mask: np.ndarray, min_length: float, max_length: float) ->
     return np.column_stack([column, start, stop])[keep]
 
 
-def _brackets(mask: np.ndarray, strokes: np.ndarray, max_width: float) -> list[tuple[int, int, int]]:
-    """(column, height, foot) of the strokes that are the left leg of a calibration pulse.
+def _brackets(mask: np.ndarray, strokes: np.ndarray, max_width: float) -> list[tuple[int, int, int, float]]:
+    """(column, length, foot, height) of the strokes that are the left leg of a calibration pulse.
 
     A pulse is a bracket (up, across, down) on blank paper: two strokes of one height on one
     foot, joined across the top, hollow below, with no trace running in from the left. A QRS
     spike is solid or has its baseline to its left; a dashed frame line has no second leg.
+    ``length`` is the leg's ink from the top of the bar to the bottom of the foot; ``height``
+    leaves out one stroke's thickness, so it runs from centre to centre, as a trace is read.
     """
     if len(strokes) == 0:
         return []
@@ -432,9 +448,20 @@ def _brackets(mask: np.ndarray, strokes: np.ndarray, max_width: float) -> list[t
             joined = mask[top:top + 3, xi:xj + 1].any(axis=0).all()
             hollow = not mask[top + 3:foot - 3, xi + 1:xj].any(axis=0).all()
             if joined and hollow:
-                pulses.append((xi, ei - si, ei - 1))
+                pulses.append((xi, ei - si, ei - 1, ei - si - _bar_thickness(mask[top:foot, xi + 1:xj])))
                 break
     return pulses
+
+
+def _bar_thickness(inside: np.ndarray) -> float:
+    """Rows of ink in the bar across the top of a bracket (``inside`` spans it between the legs).
+
+    Columns inked from top to bottom are a leg's edge, not the bar: they are left out.
+    """
+    bar = inside[: max(3, len(inside) // 3)]
+    rows = np.count_nonzero(bar, axis=0)
+    rows = rows[(rows > 0) & (rows < len(bar))]
+    return float(np.median(rows)) if len(rows) else 0.0
 
 
 def _choose_rows(pulses: np.ndarray, trace_rows) -> np.ndarray:
@@ -617,6 +644,34 @@ def _inked_area(mask: np.ndarray) -> Box:
     x0, x1 = np.percentile(xs, [0.5, 99.5])
     y0, y1 = np.percentile(ys, [0.5, 99.5])
     return (float(x0), float(y0), float(x1), float(y1))
+
+
+def _pulse_rows_out(geometry: PageGeometry, height: int) -> float:
+    """Output rows spanned by the calibration pulse (0.0 when none): median over the lead rows.
+
+    Rows are stretched piecewise between baselines, so the pulse is mapped where it stands:
+    from each baseline up by its height on the page.
+    """
+    if geometry.pulse_height <= 0 or not geometry.baselines:
+        return 0.0
+    feet = np.asarray(geometry.baselines)
+    frame_y = np.r_[feet, feet - geometry.pulse_height]
+    out_y = _out_y(geometry, frame_y, height)
+    return float(np.median(out_y[:len(feet)] - out_y[len(feet):]))
+
+
+def _pixel_aspect(geometry: PageGeometry, size: tuple[int, int]) -> float:
+    """Output rows per output column for one length of paper, from the lead area's two scales."""
+    (x0, y0, x1, y1), (height, width) = geometry.area, size
+    if x1 <= x0 or y1 <= y0:
+        return 1.0
+    return (height / (y1 - y0)) / (width / (x1 - x0))
+
+
+def _out_y(geometry: PageGeometry, frame_y: np.ndarray, height: int) -> np.ndarray:
+    """Output rows of deskewed-frame rows: the inverse of :func:`_frame_y`."""
+    grid = np.arange(height + 1, dtype=float)
+    return np.interp(frame_y, _frame_y(geometry, grid, height), grid)
 
 
 def _frame_x(geometry: PageGeometry, x_out: np.ndarray, width: int) -> np.ndarray:

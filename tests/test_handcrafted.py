@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import features.extract
-from features.cache import FeatureCache
+from features.cache import FeatureCache, config_hash
 from features.dataset import scan
 from features.handcrafted import FEATURE_SETS, PageFeatures, blank_page, feature_length, feature_names, hog
 from features.imageio import ImageReadError
@@ -58,8 +58,8 @@ def some_pages(tiny_synthetic):
 
 @pytest.mark.parametrize("name", ALL_SETS)
 def test_each_set_has_one_length_for_every_page_and_no_nan(tiny_synthetic, name):
-    version, function = FEATURE_SETS[name]
-    assert isinstance(version, int)
+    version, function, size = FEATURE_SETS[name]
+    assert isinstance(version, int) and (size is None or len(size) == 2)
     for label, page in some_pages(tiny_synthetic).items():
         vector = function(page)
         assert vector.dtype == np.float32 and vector.shape == (feature_length(name),), label
@@ -136,6 +136,23 @@ def test_second_run_reads_the_cache_and_sets_are_cached_one_by_one(tiny_syntheti
     # Another combination reuses the sets already computed.
     trace_only = PageFeatures(sets=("trace",), cache_dir=tmp_path).transform(paths)
     assert np.array_equal(trace_only, first[:, feature_length("hog_leads"):])
+    assert count_normalisations == []
+
+
+def test_a_set_reading_its_own_page_size_is_keyed_by_it_and_costs_one_more_normalisation(
+        tiny_synthetic, tmp_path, count_normalisations):
+    paths = paths_and_labels(tiny_synthetic)[0][:3]
+    first = PageFeatures(sets=("trace", "signals"), cache_dir=tmp_path).transform(paths)
+    assert len(count_normalisations) == 2 * len(paths)  # 320x512 for trace, 640x1024 for signals
+    keys = {path.parent.parent.name for path in tmp_path.glob("*/*/*.secg")}
+    assert keys == {config_hash({"sets": {"trace": 2}, "size": [320, 512]}),
+                    config_hash({"sets": {"signals": FEATURE_SETS["signals"].version}, "size": [640, 1024]})}
+    expected = FEATURE_SETS["signals"].function(normalise_page(paths[0], size=FEATURE_SETS["signals"].size))
+    assert np.array_equal(first[0, feature_length("trace"):], expected)
+    # Another working size changes nothing for signals, which still reads 640x1024: cached.
+    count_normalisations.clear()
+    signals_only = PageFeatures(sets=("signals",), size=(160, 256), cache_dir=tmp_path).transform(paths)
+    assert np.array_equal(signals_only, first[:, feature_length("trace"):])
     assert count_normalisations == []
 
 

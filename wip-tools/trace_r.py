@@ -1,35 +1,62 @@
-import sys, numpy as np
-sys.path.insert(0, '/work/main')
-from features.synthetic import make_page, CLASSES, FS
-from features.pages import normalise_page, LEADS
-from features import handcrafted as H
-size = tuple(int(v) for v in sys.argv[1:3]) if len(sys.argv) > 2 else (320, 512)
-rs = {l: [] for l in LEADS}
-for seed in range(4):
-    for label in CLASSES:
-        for layout in ("3x4", "6x2"):
-            truth = make_page(label, seed, layout=layout)
-            page = normalise_page(truth.image, size=size)
-            if page.layout != layout: print('layout miss', seed, label, layout); continue
-            skip = int(round(H._LABEL_SKIP * (page.lead_boxes["I"][2] - page.lead_boxes["I"][0])))
-            tr = H._read_traces(page.image, [page.lead_boxes[l] for l in LEADS], skip)
-            cols = 4 if layout == "3x4" else 2
-            grid = {"3x4": (("I","aVR","V1","V4"),("II","aVL","V2","V5"),("III","aVF","V3","V6")),
-                    "6x2": (("I","V1"),("II","V2"),("III","V3"),("aVR","V4"),("aVL","V5"),("aVF","V6"))}[layout]
-            col_of = {l: c for row in grid for c, l in enumerate(row)}
-            for i, lead in enumerate(LEADS):
-                seconds = 10 / cols
-                sig = truth.signals[lead][int(col_of[lead] * seconds * FS):int((col_of[lead] + 1) * seconds * FS)]
-                level = tr.level[i]
-                box_w = page.lead_boxes[lead][2] - page.lead_boxes[lead][0]
-                # columns of the box after skip -> time
-                n = len(level)
-                t_cols = (skip + np.arange(n) + 0.5) / box_w * seconds
-                idx = np.clip((t_cols * FS).astype(int), 0, len(sig) - 1)
-                # box-average the truth over each column's time span
-                edges = np.clip(((skip + np.arange(n + 1)) / box_w * seconds * FS).astype(int), 0, len(sig))
-                truth_cols = np.array([sig[a:max(b, a + 1)].mean() for a, b in zip(edges[:-1], edges[1:])])
-                r = np.corrcoef(level, truth_cols)[0, 1]
-                rs[lead].append(r)
-print({l: round(float(np.median(v)), 3) for l, v in rs.items()})
-print('overall median', round(float(np.median([x for v in rs.values() for x in v])), 3), 'min', round(float(np.min([x for v in rs.values() for x in v])), 3))
+"""Pearson r between traces.lead_signals and the generator's signals, box-averaged per column.
+
+    python wip-tools/trace_r.py [HEIGHT WIDTH] [SEEDS]    (default: traces.SIGNAL_SIZE, 4 seeds)
+
+Pages of every class and both layouts; prints the median r per lead, the overall median and
+minimum, and the calibration: share of pages with a pulse found, and the scale's error.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.pages import LEADS, normalise_page  # noqa: E402
+from features.synthetic import _PX_PER_MV, _ROW_PITCH, _ROW_PITCH_6X2, CLASSES, FS, make_page  # noqa: E402
+from features.traces import SIGNAL_SIZE, lead_signals  # noqa: E402
+
+
+def truth_per_column(signal: np.ndarray, start: float, n: int, samples_per_second: float) -> np.ndarray:
+    """The generator's signal averaged over each page column's slice of time."""
+    edges = ((start + np.arange(n + 1) / samples_per_second) * FS).astype(int).clip(0, len(signal))
+    return np.array([signal[a:max(b, a + 1)].mean() for a, b in zip(edges[:-1], edges[1:])])
+
+
+def main() -> None:
+    size = tuple(int(v) for v in sys.argv[1:3]) if len(sys.argv) > 2 else SIGNAL_SIZE
+    seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+    rs = {lead: [] for lead in LEADS}
+    scale_errors, calibrated = [], []
+    for seed in range(seeds):
+        for label in CLASSES:
+            for layout in ("3x4", "6x2"):
+                truth = make_page(label, seed, layout=layout)
+                page = normalise_page(truth.image, size=size)
+                if page.layout != layout:
+                    print("layout miss", seed, label, layout)
+                    continue
+                signals = lead_signals(page)
+                rows = 4 if layout == "3x4" else 6
+                pitch = _ROW_PITCH if layout == "3x4" else _ROW_PITCH_6X2
+                true_px_per_mv = _PX_PER_MV / pitch * size[0] / rows
+                scale_errors.append(signals.px_per_mv / true_px_per_mv - 1)
+                calibrated.append(signals.calibrated)
+                for lead in LEADS:
+                    mv = signals.mv[lead]
+                    seen = truth_per_column(truth.signals[lead], signals.start_seconds[lead], len(mv),
+                                            signals.samples_per_second)
+                    rs[lead].append(np.corrcoef(mv, seen)[0, 1])
+    print("size", size, "pages", len(calibrated))
+    print({lead: round(float(np.median(v)), 3) for lead, v in rs.items()})
+    every = [x for v in rs.values() for x in v]
+    print("overall median", round(float(np.median(every)), 3), "min", round(float(np.min(every)), 3))
+    errors = np.array(scale_errors)
+    flags = np.array(calibrated)
+    print(f"calibrated {flags.mean():.3f}; px/mV error (pulse) median {np.median(errors[flags]):+.3f} "
+          f"range {errors[flags].min():+.3f}..{errors[flags].max():+.3f}"
+          + (f"; fallback {errors[~flags].round(3).tolist()}" if (~flags).any() else ""))
+
+
+if __name__ == "__main__":
+    main()
