@@ -44,7 +44,7 @@ def survey_pages(sources: Sequence[Source], *, n_jobs: int | None = 1,
     ``boxes`` maps each panel found to (x0, y0, x1, y1) in source pixels. Raises
     :class:`~features.imageio.ImageReadError` naming an unreadable page, like feature extraction.
     """
-    rows = extract_features(sources, {"survey": (_VERSION, describe_page)}, size=DEFAULT_SIZE,
+    rows = extract_features(sources, {"survey": (_VERSION, describe_page, None)}, size=DEFAULT_SIZE,
                             lengths={"survey": _LENGTH}, cache_dir=cache_dir, n_jobs=n_jobs, progress=progress)
     records = []
     for row in rows:
