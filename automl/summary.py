@@ -20,6 +20,7 @@ def search_summary(result) -> str:
     best, promotion = result.best, result.promotion
     lines.append(f"best: {best.candidate.engine} {best.candidate.description}")
     lines.append(f"holdout: {best.evaluation.summary()}")
+    lines += [f"  {line}" for line in best.evaluation.group_lines()]
     lines.append(f"registry: {promotion.name} v{promotion.version} is now '{promotion.alias}' ({promotion.reason})")
     uri_flag = "" if result.tracking_uri.endswith("mlruns/mlflow.db") else f" --tracking-uri {result.tracking_uri}"
     lines += [

@@ -59,6 +59,7 @@ def children(runs, parent):
 
 def test_every_evaluated_pipeline_is_a_nested_run_and_the_best_is_champion(store):
     assert "is now 'champion'" in store.first.stdout, store.first.stdout
+    assert "  layout 3x4_rhythm: n=" in store.first.stdout and "  size landscape" in store.first.stdout
     client = client_for(store.uri)
     runs, parents = search_runs(client)
     parent = parents[0]
