@@ -1,6 +1,6 @@
 """Pearson r between traces.lead_signals and the generator's signals, box-averaged per column.
 
-    python wip-tools/trace_r.py [HEIGHT WIDTH] [SEEDS]    (default: traces.SIGNAL_SIZE, 4 seeds)
+    python bench/traces.py [HEIGHT WIDTH] [SEEDS]    (default: traces.SIGNAL_SIZE, 4 seeds)
 
 Pages of every class and both layouts; prints the median r per lead, the overall median and
 minimum, and the calibration: share of pages with a pulse found, and the scale's error.
