@@ -25,7 +25,7 @@ __all__ = ["LABEL_SKIP", "SECONDS_ACROSS", "SHORTEST_LEAD_SECONDS", "SIGNAL_SIZE
 # Signals are read off pages normalised at this (height, width). At the default 320x512 the
 # traces correlate with the generator's signals at median r 0.83-0.94 per lead (chest leads
 # below 0.9: tall, thin QRS complexes merge into few columns); at 640x1024 at 0.92-0.97 for
-# every lead (wip-tools/trace_r.py).
+# every lead (bench/traces.py).
 SIGNAL_SIZE = (640, 1024)
 
 INK = 0.5  # darker than this is trace ink: where the trace's level is read
