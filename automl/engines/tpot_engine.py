@@ -15,12 +15,12 @@ import logging
 import pickle
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from automl.engines.base import Candidate, TrainingData, Trial, TrialLog
+from automl.engines.base import Candidate, TrainingData, TrialLog
 from automl.engines.runner import run_worker
+from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
 from automl.model import ECGModel
 
@@ -70,7 +70,7 @@ class TPOTEngine:
             "population_size": self.population_size, "early_stop": self.early_stop,
             "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
         }))
-        trials = _TrialTail(workdir / "trials.jsonl", log_trial, self.name)
+        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
         run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll)
         trials.poll()
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
@@ -99,33 +99,3 @@ class TPOTEngine:
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
                                         record.get("run_id"), record["pipeline"]))
         return candidates
-
-
-class _TrialTail:
-    """Reads the complete lines the worker appended since the last look and logs each as a trial."""
-
-    def __init__(self, path: Path, log_trial: TrialLog, engine: str) -> None:
-        self.path, self.log_trial, self.engine = path, log_trial, engine
-        self.offset = 0
-        self.records: list[dict] = []
-
-    def poll(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            return
-        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next look
-        self.offset += end
-        for line in chunk[:end].splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # cannot happen with single appends; never stop a search over it
-            record["number"] = len(self.records)
-            trial = Trial(engine=self.engine, number=record["number"], description=record["pipeline"],
-                          params=record["params"], score=record.get("score"), fit_seconds=record.get("seconds"),
-                          status="ok" if record["status"] == "ok" else record["status"], error=record.get("error", ""))
-            record["run_id"] = self.log_trial(trial)
-            self.records.append(record)
