@@ -1,8 +1,9 @@
 """Run feature sets over many page images: each file read once, rows cached by content, in parallel.
 
 A row is cached per feature set, under ``config_hash({"sets": {name: version}, "size": size})``
-(the size that set's page was normalised at) and the sha256 of the file's bytes (the same hash
-as the dataset manifest), so a search that tries another combination of sets reuses every set it
+(the size that set's page was normalised at; plus ``"grid": "kept"`` when pages are normalised
+with ``suppress_grid=False``) and the sha256 of the file's bytes (the same hash as the dataset
+manifest), so a search that tries another combination of sets reuses every set it
 has already computed, and a page is only decoded and normalised when one of its sets is missing,
 once per distinct size those sets read. Arrays have no file behind them and are never cached.
 
@@ -77,20 +78,25 @@ def extract_features(
     cache_dir: str | os.PathLike | None = None,
     n_jobs: int | None = 1,
     progress: bool | None = None,
+    suppress_grid: bool = True,
 ) -> np.ndarray:
     """float32 (len(sources), sum of lengths): the sets' vectors of each page, concatenated in order.
 
     ``size`` is the page size for sets that declare none; ``lengths`` is each set's vector
-    length; a cached entry of another length is recomputed.
+    length; a cached entry of another length is recomputed. ``suppress_grid`` is passed to
+    :func:`~features.pages.normalise_page`.
     """
     from joblib import Parallel, delayed, effective_n_jobs
     from tqdm.auto import tqdm
 
     sizes = {name: tuple(spec[2] or size) for name, spec in sets.items()}
+    # Pages with their grid kept are other rows; the default adds nothing, so older keys still hold.
+    grid = {} if suppress_grid else {"grid": "kept"}
     job = _Job(sets=dict(sets), sizes=sizes, lengths=dict(lengths),
                cache=FeatureCache(cache_dir) if cache_dir is not None else None,
-               keys={name: config_hash({"sets": {name: spec[0]}, "size": list(sizes[name])})
-                     for name, spec in sets.items()})
+               keys={name: config_hash({"sets": {name: spec[0]}, "size": list(sizes[name]), **grid})
+                     for name, spec in sets.items()},
+               suppress_grid=bool(suppress_grid))
     n = len(sources)
     out = np.empty((n, sum(job.lengths[name] for name in job.sets)), dtype=np.float32)
     with tqdm(total=n, desc="features", unit="page", disable=progress_disabled(progress, n)) as bar:
@@ -131,6 +137,7 @@ class _Job(NamedTuple):
     lengths: dict[str, int]
     cache: FeatureCache | None
     keys: dict[str, str]
+    suppress_grid: bool = True
 
 
 def _page_row(job: _Job, index: int, source: Source, sha: str | None = None) -> tuple[int, np.ndarray]:
@@ -168,7 +175,7 @@ def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str |
         for set_name in set_names:
             size = job.sizes[set_name]
             if size not in pages:
-                pages[size] = normalise_page(data, size=size)
+                pages[size] = normalise_page(data, size=size, suppress_grid=job.suppress_grid)
             parts[set_name] = _compute(job, set_name, pages[size])
     except ImageReadError as exc:  # decoded from bytes, the error says "<bytes>": give the real name
         raise ImageReadError(name, exc.reason, exc.hint) from None

@@ -20,7 +20,7 @@ import numpy as np
 from features.pages import LEADS, RHYTHM, NormalisedPage
 
 __all__ = ["LABEL_SKIP", "SECONDS_ACROSS", "SHORTEST_LEAD_SECONDS", "SIGNAL_SIZE", "LeadSignals", "Traces",
-           "label_skip", "lead_signals", "read_traces", "signal_matrix"]
+           "label_skip", "lead_signals", "read_traces", "rows_per_mv", "signal_matrix"]
 
 # Signals are read off pages normalised at this (height, width). At the default 320x512 the
 # traces correlate with the generator's signals at median r 0.83-0.94 per lead (chest leads
@@ -144,6 +144,11 @@ def read_traces(image: np.ndarray, boxes, skip: int) -> Traces:
             row[i] = np.interp(columns, columns[present[i]], row[i, present[i]])
         heights[name] = ((height - 1) / 2 - row) / height
     return Traces(heights["level"], heights["top"], heights["bottom"], ink.mean(axis=(1, 2)))
+
+
+def rows_per_mv(page: NormalisedPage) -> float:
+    """Rows of ``page.image`` per millivolt: the calibration pulse's, else the standard 10 mm/mV."""
+    return _px_per_mv(page)[0]
 
 
 def _px_per_mv(page: NormalisedPage) -> tuple[float, bool]:
