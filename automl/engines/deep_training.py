@@ -1,0 +1,139 @@
+"""Training one network on page tensors: tf.data input, augmentation, per-epoch validation, deadline.
+
+Shared by the deep engines' workers. The validation score of the spec's metric is computed after
+every epoch (with scikit-learn, on the validation pages) and handed to ``on_epoch``, which is
+where Optuna's pruner looks; the best epoch's weights are kept. Training stops early, cleanly,
+when the next epoch would not end before the deadline.
+"""
+from __future__ import annotations
+
+import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["EpochReport", "TrainingResult", "configure_tensorflow", "score_probabilities", "train_network"]
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    val_loss: float
+    val_score: float
+    seconds: float
+
+
+@dataclass
+class TrainingResult:
+    best_score: float
+    best_epoch: int
+    epochs: list[EpochReport] = field(default_factory=list)
+    stopped_by_deadline: bool = False
+
+
+def configure_tensorflow(seed: int, threads: int = 2) -> None:
+    """Seeds and a CPU thread pool sized for a 2-core machine; call before building any model."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started: the pool is set for this process
+        pass
+    keras.utils.set_random_seed(seed)
+
+
+def score_probabilities(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The spec's ``metric`` of class-index labels against probabilities (columns = class indices)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    predicted = proba.argmax(axis=1)
+    if metric == "macro_f1":
+        return float(f1_score(y_true, predicted, labels=np.arange(proba.shape[1]), average="macro", zero_division=0))
+    if metric == "accuracy":
+        return float(accuracy_score(y_true, predicted))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y_true, predicted))
+    if metric == "roc_auc":
+        if len(np.unique(y_true)) < proba.shape[1]:
+            return float("nan")
+        p = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
+        return float(roc_auc_score(y_true, p, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def train_network(network, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+                  metric: str, epochs: int, batch_size: int = 16, learning_rate: float = 1e-3,
+                  class_weights: bool = True, augment: Callable[[np.ndarray], np.ndarray] | None = None,
+                  fine_tune_after: int | None = None, seed: int = 0, deadline: float = float("inf"),
+                  on_epoch: Callable[[EpochReport], None] | None = None) -> TrainingResult:
+    """Fit ``network`` (uncompiled) and leave it with its best epoch's weights.
+
+    ``augment`` maps a batch of training pages to an augmented batch (numpy, run inside tf.data).
+    ``fine_tune_after``: for a frozen pretrained backbone, the epoch after which every layer
+    trains at a tenth of the learning rate. ``deadline`` is a ``time.time()`` value. ``on_epoch``
+    may raise (Optuna's pruning does); the best weights so far are restored first.
+    """
+    import keras
+    import tensorflow as tf
+
+    n_classes = network.output_shape[-1]
+    train = tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32), y_train.astype(np.int32))).cache()
+    train = train.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    if augment is not None:
+        def _augment(pages, labels):
+            out = tf.numpy_function(lambda b: augment(b).astype(np.float32), [pages], tf.float32)
+            return tf.ensure_shape(out, pages.shape), labels
+        train = train.map(_augment, num_parallel_calls=1)
+    train = train.prefetch(tf.data.AUTOTUNE)
+    weights = _balanced_weights(y_train, n_classes) if class_weights else None
+    _compile(network, learning_rate)
+
+    result = TrainingResult(best_score=float("-inf"), best_epoch=-1)
+    best_weights = None
+    for epoch in range(epochs):
+        if fine_tune_after is not None and epoch == fine_tune_after:
+            for layer in network.layers:
+                layer.trainable = True
+            _compile(network, learning_rate / 10.0)
+        started = time.time()
+        history = network.fit(train, epochs=1, class_weight=weights, verbose=0)
+        proba = network.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
+        val_loss = float(keras.losses.sparse_categorical_crossentropy(y_val, proba).numpy().mean())
+        score = score_probabilities(metric, y_val, proba)
+        report = EpochReport(epoch, float(history.history["loss"][-1]), val_loss, score, time.time() - started)
+        result.epochs.append(report)
+        if np.isfinite(score) and score > result.best_score:
+            result.best_score, result.best_epoch, best_weights = score, epoch, network.get_weights()
+        try:
+            if on_epoch is not None:
+                on_epoch(report)
+        except BaseException:
+            if best_weights is not None:
+                network.set_weights(best_weights)
+            raise
+        if time.time() + report.seconds * 1.2 > deadline:  # the next epoch would overrun the slice
+            result.stopped_by_deadline = epoch + 1 < epochs
+            break
+    if best_weights is not None:
+        network.set_weights(best_weights)
+    return result
+
+
+def _compile(network, learning_rate: float) -> None:
+    import keras
+
+    network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+
+
+def _balanced_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = len(y) / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
