@@ -159,9 +159,12 @@ class SearchTracker:
         params = {"pipeline": trial.description, **{f"param.{k}": v for k, v in trial.params.items()}}
         metrics = {f"val_{metric}": trial.score, "fit_seconds": trial.fit_seconds}
         tags = [RunTag("smartecg.error", trial.error[:5000])] if trial.error else []
+        rows = _metric_rows(metrics) + _epoch_rows(trial.extra.get("epochs", []), metric)
         # One batch: every SQLite commit costs, and a search logs hundreds of trials.
-        self.client.log_batch(run_id, metrics=_metric_rows(metrics), params=_param_rows(params), tags=tags)
-        status = "FINISHED" if trial.status == "ok" else ("KILLED" if trial.status == "stopped" else "FAILED")
+        self.client.log_batch(run_id, metrics=rows, params=_param_rows(params), tags=tags)
+        # A pruned trial ran as designed (the pruner stopped it): FINISHED, with its status tag.
+        status = ("FINISHED" if trial.status in ("ok", "pruned")
+                  else "KILLED" if trial.status == "stopped" else "FAILED")
         self.client.set_terminated(run_id, status)
         return run_id
 
@@ -200,6 +203,16 @@ def _metric_rows(metrics: dict[str, float | None], prefix: str = "") -> list:
     now = int(time.time() * 1000)
     return [Metric(prefix + k, float(v), now, 0) for k, v in metrics.items()
             if v is not None and math.isfinite(float(v))]
+
+
+def _epoch_rows(epochs: list[dict], metric: str) -> list:
+    """Per-epoch curves of a deep trial (``epoch_loss``, ``epoch_val_loss``, ``epoch_val_<metric>``), step = epoch."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    names = {"loss": "epoch_loss", "val_loss": "epoch_val_loss", "val_score": f"epoch_val_{metric}"}
+    return [Metric(name, float(epoch[key]), now, int(epoch["epoch"])) for epoch in epochs
+            for key, name in names.items() if epoch.get(key) is not None and math.isfinite(float(epoch[key]))]
 
 
 def _param_value(value: Any) -> str:

@@ -35,6 +35,7 @@ class TrainingData:
     metric: str
     seed: int
     workdir: Path
+    experiment: str = "smartecg"  # the spec's name: engines with persistent studies name them after it
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Trial:
     params: dict[str, Any]
     score: float | None  # the engine's validation score of the spec's metric; None when it failed
     fit_seconds: float | None
-    status: str  # "ok", "failed", "timeout" or "stopped" (cut off by the slice's end)
+    status: str  # "ok", "failed", "timeout", "pruned" (by the engine's pruner) or "stopped" (slice ended)
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,132 @@
+"""Optuna over deep architectures on page tensors, stopped at the end of its slice.
+
+The study runs in a worker process group (:mod:`automl.engines.optuna_worker`) and persists in
+an Optuna storage (by default ``sqlite:///mlruns/optuna.db`` beside MLflow's store), so the next
+search on the same experiment resumes it: the sampler starts from every trial so far. The parent
+tails the worker's ``trials.jsonl`` and logs each trial (with its per-epoch curves) as it ends;
+when the worker is gone, the best completed trials' networks, trained on the engine's training
+part, become candidates. Trials are validated on a stratified share of the search's training
+pages, never on the holdout.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from automl.engines.base import Candidate, TrainingData, TrialLog
+from automl.engines.networks import FAMILIES
+from automl.engines.runner import run_worker
+from automl.engines.trialfile import TrialTail
+
+__all__ = ["OptunaEngine", "default_storage"]
+
+log = logging.getLogger(__name__)
+
+_VIEWS = ("page", "leads")
+
+
+def default_storage() -> str:
+    """``sqlite:///<cwd>/mlruns/optuna.db``: beside MLflow's default store, so both persist together."""
+    path = Path.cwd() / "mlruns" / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class OptunaEngine:
+    """Options come from the experiment spec's ``engines.optuna`` block.
+
+    families: architectures to try (cnn, resnet, vgg, efficientnet, transfer, conv1d). views:
+    image inputs (``page``, ``leads``). heights: input heights in px (width follows the page's
+    aspect). signal_lengths: samples per lead for conv1d. min_epochs/max_epochs: the epochs range
+    searched. pruner: median, hyperband or none. storage: an Optuna storage URL (default
+    :func:`default_storage`); study: its study name (default: the experiment's name). candidates:
+    how many of the best trials go to the holdout. validation_share: training pages kept for
+    per-epoch validation. weights_dir: where ImageNet weights are for ``transfer``.
+    max_trials: stop after this many trials in this search (None: the slice decides).
+    enqueue: parameter sets to try first (a known-good configuration, or a test's bad one).
+    """
+
+    name = "optuna"
+
+    def __init__(self, families=("cnn", "resnet", "vgg", "conv1d", "efficientnet", "transfer"), views=_VIEWS,
+                 heights=(48, 64, 96), signal_lengths=(128, 256), min_epochs: int = 3, max_epochs: int = 15,
+                 pruner: str = "median", storage: str | None = None, study: str | None = None, candidates: int = 2,
+                 validation_share: float = 0.2, weights_dir: str | None = None, max_trials: int | None = None,
+                 enqueue=(), threads: int = 2) -> None:
+        unknown = sorted(set(families) - set(FAMILIES)) + sorted(set(views) - set(_VIEWS))
+        if unknown or not families or not views:
+            raise ValueError(f"optuna options: unknown or no families/views {unknown or ''}; families are "
+                             f"{', '.join(FAMILIES)}, views {', '.join(_VIEWS)}")
+        if not 1 <= int(min_epochs) <= int(max_epochs) or not 0.05 <= float(validation_share) <= 0.5 \
+                or int(candidates) < 1 or min(heights) < 16:
+            raise ValueError("optuna options: 1 <= min_epochs <= max_epochs, 0.05 <= validation_share <= 0.5, "
+                             "candidates >= 1, heights >= 16 px")
+        if pruner not in ("median", "hyperband", "none"):
+            raise ValueError(f"optuna options: pruner must be median, hyperband or none, got {pruner!r}")
+        self.families, self.views = list(families), list(views)
+        self.heights, self.signal_lengths = [int(h) for h in heights], [int(n) for n in signal_lengths]
+        self.min_epochs, self.max_epochs = int(min_epochs), int(max_epochs)
+        self.pruner, self.storage, self.study = pruner, storage, study
+        self.candidates, self.validation_share = int(candidates), float(validation_share)
+        self.weights_dir, self.max_trials = weights_dir, max_trials
+        self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
+
+    def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
+        from features.cache import default_cache_dir
+
+        deadline = time.monotonic() + seconds
+        workdir = data.workdir / "optuna"
+        workdir.mkdir(parents=True, exist_ok=True)
+        classes = list(data.classes)
+        y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
+        train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
+        load_reserve = min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
+        (workdir / "job.json").write_text(json.dumps({
+            "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
+            "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
+            "families": self.families, "views": self.views, "heights": self.heights,
+            "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
+            "pruner": self.pruner, "storage": self.storage or default_storage(),
+            "study_name": self.study or f"{data.experiment}-optuna", "weights_dir": self.weights_dir,
+            "max_trials": self.max_trials, "enqueue": self.enqueue, "threads": self.threads,
+            "cache_dir": str(default_cache_dir()),
+            # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
+            "deadline": time.time() + (deadline - load_reserve - time.monotonic()),
+        }))
+        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
+        run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll)
+        trials.poll()
+        if not run.stopped and run.returncode not in (0, None) and not trials.records:
+            raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
+        return self._best(trials.records)
+
+    def _best(self, records: list[dict]) -> list[Candidate]:
+        done = [r for r in records if r["status"] == "ok" and r.get("model") and r.get("score") is not None]
+        done.sort(key=lambda r: -r["score"])
+        candidates = []
+        for record in done[: self.candidates]:
+            try:
+                model = pickle.loads(Path(record["model"]).read_bytes())
+            except Exception as exc:  # a model file cut short by the stop: the next best one serves
+                log.warning("optuna: the model of trial %d could not be loaded (%s)", record["number"], exc)
+                continue
+            candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
+                                        record.get("run_id"), record["description"]))
+        return candidates
+
+
+def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation parts: ``share`` of every class (at least one) validates."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_val = max(1, int(round(share * len(members)))) if len(members) > 1 else 0
+        val.extend(members[:n_val])
+        train.extend(members[n_val:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))

@@ -1,0 +1,109 @@
+"""What the Optuna engine searches: architecture, input, augmentation and training, per trial.
+
+Define-by-run: the family is drawn first, and the choices that only make sense for it follow
+(lead signals for the 1-D network; page or lead-mosaic images, their size and grid suppression
+for the 2-D ones). Parameter names are stable, so a later search resumes the same study.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Setup", "make_pruner", "sample_setup"]
+
+_ASPECT = 1.6  # width / height of the normalised lead area (320x512)
+
+
+@dataclass(frozen=True)
+class Setup:
+    family: str
+    view: str  # "page", "leads" (layout-proof mosaic of the 12 leads) or "signals"
+    size: tuple[int, int]
+    suppress_grid: bool
+    width: int
+    depth: int
+    dropout: float
+    learning_rate: float
+    batch_size: int
+    class_weights: bool
+    epochs: int
+    augment: Callable[[np.ndarray], np.ndarray] | None
+    augment_text: str
+    fine_tune_after: int | None
+
+    @property
+    def tensor_key(self) -> tuple:
+        return self.view, self.size, self.suppress_grid
+
+    @property
+    def description(self) -> str:
+        shape = f"{self.view} {self.size[0]}x{self.size[1]}" + ("" if self.suppress_grid else " grid kept")
+        return (f"{self.family}(width={self.width}, depth={self.depth}, dropout={self.dropout:.2f}) on {shape}; "
+                f"lr={self.learning_rate:.2g}, batch={self.batch_size}, epochs={self.epochs}, "
+                f"class_weights={self.class_weights}, augment={self.augment_text}")
+
+    def features(self, cache_dir=None):
+        """The page transformer this network reads, stored inside the model."""
+        from features.tensors import PageTensors
+
+        return PageTensors(view=self.view, size=self.size, suppress_grid=self.suppress_grid, cache_dir=cache_dir)
+
+
+def sample_setup(trial, job: dict) -> Setup:
+    """Draw one trial's set-up from the options in ``job`` (families, heights, epochs...)."""
+    family = trial.suggest_categorical("family", job["families"])
+    if family == "conv1d":
+        view = "signals"
+        length = trial.suggest_categorical("signal_length", job["signal_lengths"])
+        size, suppress_grid = (12, int(length)), True
+    else:
+        view = trial.suggest_categorical("view", job["views"])
+        height = trial.suggest_categorical("height", job["heights"])
+        size = (int(height), int(round(height * _ASPECT / 8)) * 8)
+        suppress_grid = trial.suggest_categorical("suppress_grid", [True, False])
+    width = trial.suggest_categorical("width", [8, 16, 32])
+    depth = trial.suggest_int("depth", 2, 4)
+    dropout = trial.suggest_float("dropout", 0.0, 0.5)
+    learning_rate = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
+    batch_size = trial.suggest_categorical("batch_size", [8, 16, 32])
+    class_weights = trial.suggest_categorical("class_weights", [True, False])
+    epochs = trial.suggest_int("epochs", job["min_epochs"], job["max_epochs"])
+    augment, augment_text = _augmentation(trial, view)
+    fine_tune_after = max(1, epochs // 2) if family == "transfer" else None
+    return Setup(family, view, size, suppress_grid, width, depth, dropout, learning_rate, batch_size, class_weights,
+                 epochs, augment, augment_text, fine_tune_after)
+
+
+def _augmentation(trial, view: str):
+    if not trial.suggest_categorical("augment", [True, False]):
+        return None, "none"
+    from features.augment import Augmentation
+
+    if view == "signals":
+        augmentation = Augmentation()  # signals: the module's own time-shift and gain jitter
+    else:
+        augmentation = Augmentation(rotation_deg=trial.suggest_float("aug_rotation_deg", 0.0, 3.0),
+                                    scale=trial.suggest_float("aug_scale", 0.0, 0.08),
+                                    shift=trial.suggest_float("aug_shift", 0.0, 0.05),
+                                    contrast=trial.suggest_float("aug_contrast", 0.0, 0.3))
+    rng = np.random.default_rng(trial.number)
+    return (lambda batch: augmentation.apply(batch, rng)), repr(augmentation)
+
+
+def make_pruner(name: str, max_epochs: int):
+    """``median`` (stop a trial below the median of earlier ones at the same epoch) or ``hyperband``.
+
+    The median pruner waits for two finished trials and judges from the second epoch on: one
+    trial's curve, or one epoch, is too noisy a reference on small data.
+    """
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, max_epochs))
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r}; choose median, hyperband or none")

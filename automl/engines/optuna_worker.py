@@ -1,0 +1,145 @@
+"""The Optuna worker process: ``python -m automl.engines.optuna_worker WORKDIR``.
+
+Reads ``WORKDIR/job.json`` (training pages, labels, options, the study's storage and name, the
+deadline as a ``time.time()`` value), loads or creates the study, and runs trials until the
+deadline. Each trial samples an architecture and its training set-up (:mod:`automl.engines.optuna_space`),
+trains it with per-epoch validation reported to the pruner, and appends one line to
+``WORKDIR/trials.jsonl`` as it ends (completed, pruned or failed); a completed trial's model is
+pickled to ``WORKDIR/models/`` first. The parent stops this process group at the slice's end, so
+a trial in flight is lost but nothing already written.
+"""
+from __future__ import annotations
+
+import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
+
+import json
+import os
+import pickle
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from automl.engines.runner import watch_parent
+from automl.engines.trialfile import append_line
+
+# A trial needs this much of the slice left to be worth starting (imports are done by then;
+# building and one epoch of a small network take a few seconds on 2 cores).
+_MIN_TRIAL_SECONDS = 8.0
+
+
+def main(workdir: str) -> int:
+    root = Path(workdir)
+    watch_parent()
+    job = json.loads((root / "job.json").read_text())
+    import optuna
+
+    from automl.engines.deep_training import configure_tensorflow
+    from automl.engines.optuna_space import make_pruner
+
+    configure_tensorflow(job["seed"], threads=job.get("threads", 2))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=job["storage"], study_name=job["study_name"], direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=job["seed"]), pruner=make_pruner(job["pruner"], job["max_epochs"]),
+    )
+    for params in job.get("enqueue", []):
+        study.enqueue_trial(params, skip_if_exists=False)
+    objective = _Objective(job, root)
+    remaining = job["deadline"] - time.time()
+    study.optimize(objective, n_trials=job.get("max_trials"), timeout=max(0.0, remaining - _MIN_TRIAL_SECONDS),
+                   catch=(Exception,), gc_after_trial=True)
+    (root / "done.json").write_text(json.dumps({"trials_in_study": len(study.trials)}))
+    return 0
+
+
+class _Objective:
+    """One trial: tensors for the sampled view, a network, training, the line in trials.jsonl."""
+
+    def __init__(self, job: dict, root: Path) -> None:
+        self.job, self.root = job, root
+        self.paths = job["paths"]
+        self.y = np.asarray(job["y"], dtype=np.int64)
+        self.train_idx = np.asarray(job["train_idx"], dtype=np.int64)
+        self.val_idx = np.asarray(job["val_idx"], dtype=np.int64)
+        self._tensors: dict[tuple, np.ndarray] = {}
+        (root / "models").mkdir(exist_ok=True)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        from automl.engines.optuna_space import sample_setup
+
+        started = time.time()
+        setup = sample_setup(trial, self.job)
+        epochs: list[dict] = []
+        record = {"description": setup.description, "params": trial.params, "score": None, "status": "failed",
+                  "error": "", "extra": {"epochs": epochs, "study_trial": trial.number}}
+        try:
+            score = self._train(trial, setup, record, epochs)
+            record.update(score=score, status="ok")
+            return score
+        except optuna.TrialPruned:
+            record["status"] = "pruned"
+            record["score"] = max((e["val_score"] for e in epochs), default=None)
+            raise
+        except Exception as exc:  # reported in one line; the study goes on with other choices
+            record["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            record["extra"]["traceback"] = traceback.format_exc(limit=5)
+            raise
+        finally:
+            record["seconds"] = time.time() - started
+            append_line(self.root / "trials.jsonl", record)
+
+    def _train(self, trial, setup, record: dict, epochs: list[dict]) -> float:
+        import optuna
+
+        from automl.engines.deep_training import train_network
+        from automl.engines.keras_model import KerasClassifier
+        from automl.engines.networks import build_network
+        from automl.model import ECGModel
+
+        x = self._tensors_for(setup)
+        network = build_network(setup.family, x.shape[1:], len(self.job["classes"]), width=setup.width,
+                                depth=setup.depth, dropout=setup.dropout, weights_dir=self.job.get("weights_dir"))
+
+        def on_epoch(report) -> None:
+            epochs.append({"epoch": report.epoch, "loss": report.loss, "val_loss": report.val_loss,
+                                     "val_score": report.val_score, "seconds": report.seconds})
+            trial.report(report.val_score, report.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {report.epoch + 1}")
+
+        result = train_network(
+            network, x[self.train_idx], self.y[self.train_idx], x[self.val_idx], self.y[self.val_idx],
+            metric=self.job["metric"], epochs=setup.epochs, batch_size=setup.batch_size,
+            learning_rate=setup.learning_rate, class_weights=setup.class_weights, augment=setup.augment,
+            fine_tune_after=setup.fine_tune_after, seed=self.job["seed"] + trial.number,
+            deadline=self.job["deadline"] - 2.0, on_epoch=on_epoch,
+        )
+        if result.best_epoch < 0:
+            raise RuntimeError("no epoch gave a finite validation score")
+        # The model's transformer has no cache folder: it must work on any machine.
+        model = ECGModel(setup.features(None), KerasClassifier(network, len(self.job["classes"]),
+                                                                                   description=setup.description),
+                         self.job["classes"], engine="optuna", description=setup.description, params=trial.params)
+        path = self.root / "models" / f"trial-{trial.number:05d}.pkl"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(model))
+        os.replace(tmp, path)  # a stop mid-write never leaves half a model behind
+        record["model"] = str(path)
+        record["extra"]["stopped_early"] = result.stopped_by_deadline
+        return result.best_score
+
+    def _tensors_for(self, setup) -> np.ndarray:
+        key = setup.tensor_key
+        if key not in self._tensors:
+            transformer = setup.features(self.job.get("cache_dir"))
+            self._tensors[key] = transformer.transform(self.paths)
+        return self._tensors[key]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
