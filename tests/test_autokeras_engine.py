@@ -1,0 +1,140 @@
+"""The AutoKeras engine: real AutoKeras on tiny synthetic pages, stopped inside its slice."""
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automl.engines.autokeras_engine import AutoKerasEngine, _log_cut_trial, validation_split
+from automl.engines.base import TrainingData
+from automl.engines.trialfile import TrialTail
+from automl.evaluate import evaluate
+from features.synthetic import generate_dataset
+
+SIZE = (32, 48)
+GRACE = 5.0  # seconds past the slice a search may take to return
+
+
+
+
+class TrialRecorder:
+    def __init__(self) -> None:
+        self.trials = []
+
+    def __call__(self, trial) -> str:
+        self.trials.append(trial)
+        return f"run-{trial.number}"
+
+
+def _training_data(root: Path, workdir: Path) -> TrainingData:
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    labels = np.array([Path(p).parent.name for p in paths], dtype=object)
+    return TrainingData(paths=paths, X=np.zeros((len(paths), 1)), y=labels, classes=sorted(set(labels)),
+                        features=None, metric="macro_f1", seed=7, workdir=workdir)
+
+
+def _search(data: TrainingData, seconds: float, **options):
+    log = TrialRecorder()
+    engine = AutoKerasEngine(size=SIZE, view="page", **options)
+    start = time.monotonic()
+    candidates = engine.search(data, seconds, log)
+    return candidates, log.trials, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    return generate_dataset(tmp_path_factory.mktemp("ak-pages"), 4, seed=11)  # 20 pages, 4 per class
+
+
+@pytest.fixture(scope="module")
+def sixty_second_search(pages, tmp_path_factory):
+    data = _training_data(pages, tmp_path_factory.mktemp("ak-work"))
+    return data, *_search(data, 60.0, max_trials=2, epochs=2)
+
+
+# --- fast: options, split, what a kill leaves ---------------------------------------------
+
+@pytest.mark.parametrize("options", [{"max_trials": 0}, {"epochs": 1.5}, {"view": "strips"}, {"size": (16, 48)},
+                                     {"size": "64x96"}, {"batch_size": True}, {"candidates": 0},
+                                     {"validation_share": 0.0}, {"validation_share": 0.5}, {"validation_share": "a fifth"}])
+def test_options_are_checked(options):
+    with pytest.raises(ValueError, match="autokeras option"):
+        AutoKerasEngine(**options)
+
+
+def test_validation_split_is_stratified_with_a_page_of_every_class():
+    y = np.repeat(np.arange(5), 4)
+    train, val = validation_split(y, 0.2, seed=3)
+    assert sorted(set(y[val])) == list(range(5)) and len(val) == 5
+    assert sorted(np.concatenate([train, val])) == list(range(20))
+    again = validation_split(y, 0.2, seed=3)
+    assert np.array_equal(val, again[1])
+    with pytest.raises(ValueError, match="at least two training pages"):
+        validation_split(np.array([0, 0, 1]), 0.2, seed=0)
+
+
+def test_a_killed_worker_reports_the_trial_in_flight(tmp_path):
+    log = TrialRecorder()
+    tail = TrialTail(tmp_path / "trials.jsonl", log, "autokeras")
+    (tmp_path / "inflight.json").write_text(json.dumps({"trial_id": "1", "start": time.time() - 4,
+                                                         "params": {"optimizer": "adam"}, "description": "resnet"}))
+    _log_cut_trial(tmp_path, tail)
+    (trial,) = log.trials
+    assert trial.status == "stopped" and trial.score is None and trial.params == {"optimizer": "adam"}
+    assert 3 < trial.fit_seconds < 60
+
+
+def test_nothing_finished_means_no_candidates(tmp_path):
+    engine = AutoKerasEngine()
+    assert engine._candidates(tmp_path / "best.pkl", engine._tensors(), ["a", "b"], []) == []
+
+
+# --- slow: real AutoKeras -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_search_returns_a_candidate_within_its_slice(sixty_second_search):
+    data, candidates, trials, elapsed = sixty_second_search
+    assert elapsed <= 60.0 + GRACE
+    ok = [t for t in trials if t.status == "ok"]
+    assert ok and all(t.score is not None and t.extra["epochs"] for t in ok)
+    assert all(t.status in ("ok", "stopped") for t in trials)
+    (candidate,) = candidates
+    assert candidate.engine == "autokeras" and candidate.run_id in {f"run-{t.number}" for t in ok}
+    proba = candidate.model.predict_proba(data.paths[:3])
+    assert proba.shape == (3, len(data.classes))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    # The reported score is the model's own on the validation pages (same split, same metric).
+    y = np.array([data.classes.index(label) for label in data.y])
+    _, val = validation_split(y, 0.2, data.seed)
+    val_proba = candidate.model.predict_proba([data.paths[i] for i in val])
+    assert evaluate(data.y[val], val_proba, data.classes).score("macro_f1") == pytest.approx(candidate.validation_score)
+
+
+@pytest.mark.slow
+def test_a_slice_too_short_for_a_trial_stops_cleanly(pages, tmp_path):
+    data = _training_data(pages, tmp_path)
+    candidates, trials, elapsed = _search(data, 25.0, max_trials=5, epochs=50)
+    assert elapsed <= 25.0 + GRACE
+    assert any(t.status == "stopped" for t in trials)  # the cut is reported, not lost
+    assert bool(candidates) == any(t.status == "ok" for t in trials)  # only finished trials are offered
+
+
+@pytest.mark.slow
+def test_candidate_pickles_and_predicts_in_a_fresh_process(sixty_second_search, tmp_path):
+    data, candidates, _, _ = sixty_second_search
+    model = candidates[0].model
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    code = ("import json, pickle, sys; model = pickle.load(open(sys.argv[1], 'rb')); "
+            "print(json.dumps(model.predict_proba(sys.argv[2:]).tolist()))")
+    done = subprocess.run([sys.executable, "-c", code, str(path), *data.paths[:3]], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(fresh, model.predict_proba(data.paths[:3]), atol=1e-5)
