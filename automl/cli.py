@@ -101,6 +101,12 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="experiment spec YAML, or a shipped one by name: default, quick, nightly")
     search.add_argument("--engines", default=None, help="comma-separated engines to run (default: the spec's)")
     search.add_argument("--seed", type=int, default=0, help="random seed of the split and the engines")
+    search.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage of the deep search's study (default: sqlite:///mlruns/optuna.db); "
+                             "e.g. postgresql://host/db to share it between machines")
+    search.add_argument("--weights-dir", default=None, metavar="DIR",
+                        help="folder with ImageNet weights (efficientnetb0_notop.h5) for transfer learning; "
+                             "nothing is downloaded")
     search.add_argument("--tracking-uri", default=None, help=tracking_help)
     search.add_argument("--quiet", action="store_true", help="no live progress line")
     search.set_defaults(handler=_search)
@@ -232,6 +238,8 @@ def _search(args) -> int:
     spec = load_spec(args.experiment)
     if args.engines:
         spec = spec.with_engines([e.strip() for e in args.engines.split(",") if e.strip()])
+    overrides = {"storage": args.storage, "weights_dir": args.weights_dir}
+    spec = spec.with_options("optuna", **{k: v for k, v in overrides.items() if v is not None})
     result = run_search(spec, budget, data=args.data, seed=args.seed, tracking_uri=args.tracking_uri,
                         progress=not args.quiet)
     print(search_summary(result))

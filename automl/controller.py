@@ -68,6 +68,14 @@ def engine_class(name: str):
         from automl.engines.tpot_engine import TPOTEngine
 
         return TPOTEngine
+    if name == "optuna":
+        from automl.engines.optuna_engine import OptunaEngine
+
+        return OptunaEngine
+    if name == "autokeras":
+        from automl.engines.autokeras_engine import AutoKerasEngine
+
+        return AutoKerasEngine
     raise ValueError(f"unknown engine {name!r}")
 
 
@@ -183,7 +191,8 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     model_features = PageFeatures(sets=tuple(spec.features), n_jobs=1, cache_dir=None, progress=False)
     training = TrainingData(paths=[str(p) for p in frame.loc[learn, "path"]], X=vectors[learn.to_numpy()],
                             y=frame.loc[learn, "label"].to_numpy(dtype=object), classes=classes,
-                            features=model_features, metric=spec.metric, seed=seed, workdir=workdir)
+                            features=model_features, metric=spec.metric, seed=seed, workdir=workdir,
+                            experiment=spec.name)
     trials = 0
 
     def log_trial(trial: Trial) -> str:
@@ -218,8 +227,10 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     X_holdout = vectors[(~learn).to_numpy()]
     y_holdout = holdout["label"].to_numpy(dtype=object)
     scored = []
+    holdout_paths = [str(p) for p in holdout["path"]]
     for candidate in candidates:
-        evaluation = evaluate(y_holdout, candidate.model.proba_from_features(X_holdout), classes, holdout_groups)
+        evaluation = evaluate(y_holdout, _holdout_proba(candidate, model_features, X_holdout, holdout_paths), classes,
+                              holdout_groups)
         if candidate.run_id:
             tracker.log_metrics(candidate.run_id, {**evaluation.metrics, **evaluation.group_metrics()},
                                 prefix="holdout_")
@@ -237,7 +248,7 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
         shown.set_stage("registry")
         from automl.registry import promote
 
-        promotion = promote(tracker, spec, best, holdout_paths=[str(p) for p in holdout["path"]],
+        promotion = promote(tracker, spec, best, holdout_paths=holdout_paths,
                             holdout_labels=y_holdout, data_hash=data_hash)
     shown.set_stage("done")
     elapsed = budget.elapsed()
@@ -269,6 +280,15 @@ def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
             missing = [s for s in SPLITS if not (frame["split"] == s).any()]
             if missing:
                 raise DatasetError(f"no usable page left in the {', '.join(missing)} split") from None
+
+
+def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):
+    """A candidate's holdout probabilities: from the search's feature vectors when it reads the
+    same features (TPOT), else from the pages themselves (deep engines read their own tensors)."""
+    features = candidate.model.features
+    if type(features) is type(search_features) and features.get_params() == search_features.get_params():
+        return candidate.model.proba_from_features(X_holdout)
+    return candidate.model.predict_proba(holdout_paths)
 
 
 def _holdout_groups(frame, cache_dir) -> dict[str, list[str]]:

@@ -23,7 +23,7 @@ __all__ = ["ENGINES", "METRICS", "EngineSpec", "ExperimentSpec", "load_spec", "b
 
 # Metric name -> key in automl.evaluate's metric dict; all are "higher is better".
 METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "roc_auc")
-ENGINES = ("tpot",)
+ENGINES = ("tpot", "optuna", "autokeras")
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -61,6 +61,12 @@ class ExperimentSpec:
             raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
         by_name = {e.name: e for e in self.engines}
         return dataclasses.replace(self, engines=tuple(by_name.get(n, EngineSpec(n)) for n in names))
+
+    def with_options(self, engine: str, **options: Any) -> "ExperimentSpec":
+        """The spec with ``options`` set on ``engine`` when the spec runs it (command-line overrides)."""
+        engines = tuple(dataclasses.replace(e, options={**e.options, **options}) if e.name == engine else e
+                        for e in self.engines)
+        return dataclasses.replace(self, engines=engines)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -127,7 +127,7 @@ def write_model_files(model, folder: Path) -> Path:
             input_example=example,
             # Our own packages travel with the model, so it loads with the code it was made with.
             code_paths=[str(_PACKAGE_ROOT / "features"), str(_PACKAGE_ROOT / "automl")],
-            pip_requirements=_requirements(),  # explicit: inference would pin an uninstallable smartecg
+            pip_requirements=_requirements(model),  # explicit: inference would pin an uninstallable smartecg
         )
     out = mlflow.pyfunc.load_model(str(folder)).predict(example)
     if list(out.columns) != ["class", *[f"p_{c}" for c in model.classes]] or len(out) != 1:
@@ -147,10 +147,16 @@ def example_page_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def _requirements() -> list[str]:
+def _requirements(model=None) -> list[str]:
+    """Pinned packages a fresh environment needs to load ``model``; networks need their stack too."""
     from importlib import metadata
 
     wanted = ["mlflow", "scikit-learn", "numpy", "pandas", "scipy", "scikit-image", "pillow", "tpot", "joblib"]
+    layer_modules = getattr(getattr(model, "classifier", None), "layer_modules", None)
+    if layer_modules is not None:  # a Keras network
+        wanted += ["tensorflow", "keras"]
+        if any(m.split(".")[0] == "autokeras" for m in layer_modules()):
+            wanted += ["autokeras", "keras-tuner", "tensorboard"]
     pins = []
     for package in wanted:
         try:
