@@ -33,9 +33,9 @@ def test_three_engines_share_a_budget_and_their_candidates_compete_on_the_holdou
                    cwd=tmp_path, timeout=budget + 120).stdout
     assert "threetest v1 is now 'champion'" in out, out
 
-    from automl.tracking import use_store
+    from mlflow.tracking import MlflowClient
 
-    client = use_store(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not use_store: it sets this process's env
     experiment = client.get_experiment_by_name("smartecg-three-test")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("smartecg.kind") == "search"]

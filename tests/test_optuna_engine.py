@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import smartecg
 
@@ -93,7 +94,8 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
                                "max_epochs": 3, "max_trials": 2, "candidates": 1}},
     }))
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    env = {"SMARTECG_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": uri}
+    # Both URIs: an earlier test's mlflow.set_registry_uri() leaves MLFLOW_REGISTRY_URI in os.environ.
+    env = {"SMARTECG_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
     out = smartecg("search", "--data", data, "--budget", "150s", "--experiment", spec, "--quiet", env=env,
                    cwd=tmp_path).stdout
     assert "deeptest v1 is now 'champion'" in out and "best: optuna conv1d" in out, out
@@ -104,9 +106,30 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
             "m = mlflow.pyfunc.load_model(sys.argv[1])\n"
             "print(m.predict(pd.DataFrame({'image': [sys.argv[2]]})).to_json())\n")
     result = subprocess.run([sys.executable, "-c", code, "models:/deeptest@champion", page], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, **env}, check=True)
+                            text=True, timeout=300, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert "tensorflow==" in lines[-2] and "keras==" in lines[-2]  # a fresh environment can load the network
     answer = json.loads(lines[-1])
     assert set(answer) == {"class", *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI", "MI_History",
                                                           "Normal"))}
+
+
+def test_a_study_searched_with_other_choices_is_refused_in_one_line_and_default_names_keep_them_apart(tmp_path):
+    import optuna
+
+    from automl.engines.optuna_engine import default_study_name
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="mine", direction="maximize")
+    study.optimize(lambda trial: float(trial.suggest_categorical("family", ["conv1d"]) == "conv1d"), n_trials=1)
+    frame = pd.DataFrame({"path": [f"p{i}.jpg" for i in range(10)], "label": ["MI", "Normal"] * 5})
+    data = training_data(frame, tmp_path / "w")
+    engine = OptunaEngine(families=("cnn", "conv1d"), storage=storage, study="mine")
+    with pytest.raises(ValueError, match=r"'mine' .* other choices \(family: \['conv1d'\] -> \['cnn', 'conv1d'\]\)"):
+        engine.search(data, 60, lambda t: None)
+    assert not (tmp_path / "w" / "optuna" / "worker.log").exists()  # refused before any worker started
+    # Without a study name, each set of choices gets its own study, and the same spec its same one.
+    job = {"families": ["conv1d"], "views": ["leads"], "heights": [48], "signal_lengths": [128]}
+    wider = {**job, "families": ["cnn", "conv1d"]}
+    assert default_study_name("x", job) == default_study_name("x", dict(job)) != default_study_name("x", wider)

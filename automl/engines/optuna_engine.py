@@ -20,10 +20,11 @@ import numpy as np
 
 from automl.engines.base import Candidate, TrainingData, TrialLog
 from automl.engines.networks import FAMILIES
+from automl.engines.optuna_space import conflicting_choices, space_choices
 from automl.engines.runner import run_worker
 from automl.engines.trialfile import TrialTail
 
-__all__ = ["OptunaEngine", "default_storage"]
+__all__ = ["OptunaEngine", "default_storage", "default_study_name"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OptunaEngine:
     image inputs (``page``, ``leads``). heights: input heights in px (width follows the page's
     aspect). signal_lengths: samples per lead for conv1d. min_epochs/max_epochs: the epochs range
     searched. pruner: median, hyperband or none. storage: an Optuna storage URL (default
-    :func:`default_storage`); study: its study name (default: the experiment's name). candidates:
+    :func:`default_storage`); study: its study name (default: :func:`default_study_name`). candidates:
     how many of the best trials go to the holdout. validation_share: training pages kept for
     per-epoch validation. weights_dir: where ImageNet weights are for ``transfer``.
     max_trials: stop after this many trials in this search (None: the slice decides).
@@ -86,18 +87,20 @@ class OptunaEngine:
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
         train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
         load_reserve = min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
-        (workdir / "job.json").write_text(json.dumps({
+        job = {
             "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
             "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
             "families": self.families, "views": self.views, "heights": self.heights,
             "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
-            "pruner": self.pruner, "storage": self.storage or default_storage(),
-            "study_name": self.study or f"{data.experiment}-optuna", "weights_dir": self.weights_dir,
+            "pruner": self.pruner, "storage": self.storage or default_storage(), "weights_dir": self.weights_dir,
             "max_trials": self.max_trials, "enqueue": self.enqueue, "threads": self.threads,
             "cache_dir": str(default_cache_dir()),
-            # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
-            "deadline": time.time() + (deadline - load_reserve - time.monotonic()),
-        }))
+        }
+        job["study_name"] = self.study or default_study_name(data.experiment, job)
+        _check_study(job)
+        # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
+        job["deadline"] = time.time() + (deadline - load_reserve - time.monotonic())
+        (workdir / "job.json").write_text(json.dumps(job))
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
         run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll)
         trials.poll()
@@ -118,6 +121,28 @@ class OptunaEngine:
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
                                         record.get("run_id"), record["description"]))
         return candidates
+
+
+def default_study_name(experiment: str, job: dict) -> str:
+    """``<experiment>-optuna-<hash of the spec's choices>``: the same spec resumes its study, and a
+    spec with other families, views or sizes starts its own (Optuna cannot change a study's choices)."""
+    from features.cache import config_hash
+
+    return f"{experiment}-optuna-{config_hash(space_choices(job))[:8]}"
+
+
+def _check_study(job: dict) -> None:
+    """Refuse, in one line, a named study whose stored choices differ from the spec's (every trial would fail)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=job["study_name"], storage=job["storage"])
+    except KeyError:
+        return  # a new study: the worker creates it
+    conflicts = conflicting_choices(study, job)
+    if conflicts:
+        raise ValueError(f"Optuna study {job['study_name']!r} in {job['storage']} was searched with other choices "
+                         f"({'; '.join(conflicts)}): keep the spec's choices, or name a new study (optuna option study)")
 
 
 def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Setup", "make_pruner", "sample_setup"]
+__all__ = ["Setup", "conflicting_choices", "make_pruner", "sample_setup", "space_choices"]
 
 _ASPECT = 1.6  # width / height of the normalised lead area (320x512)
 
@@ -49,6 +49,26 @@ class Setup:
         from features.tensors import PageTensors
 
         return PageTensors(view=self.view, size=self.size, suppress_grid=self.suppress_grid, cache_dir=cache_dir)
+
+
+def space_choices(job: dict) -> dict[str, list]:
+    """The categorical choices that come from the spec: Optuna refuses another set of choices under
+    a parameter name a study already has ("dynamic value space"), so they name the study."""
+    return {"family": list(job["families"]), "view": list(job["views"]), "height": list(job["heights"]),
+            "signal_length": list(job["signal_lengths"])}
+
+
+def conflicting_choices(study, job: dict) -> list[str]:
+    """``name: stored -> asked`` for every categorical parameter whose choices differ from the study's."""
+    from optuna.distributions import CategoricalDistribution
+
+    wanted = space_choices(job)
+    stored = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            if name in wanted and isinstance(distribution, CategoricalDistribution):
+                stored.setdefault(name, list(distribution.choices))
+    return [f"{name}: {stored[name]} -> {wanted[name]}" for name in sorted(stored) if stored[name] != wanted[name]]
 
 
 def sample_setup(trial, job: dict) -> Setup:
