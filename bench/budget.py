@@ -22,25 +22,15 @@ if str(REPO_ROOT) not in sys.path:
 
 import argparse  # noqa: E402
 import os  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
+from _search import timed_search  # noqa: E402
 from automl.cli import positive_int  # noqa: E402
 from features.synthetic import generate_dataset  # noqa: E402
 
 
-def smartecg_command() -> list[str]:
-    script = Path(sys.executable).with_name("smartecg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
-
-
 def run_search(data: Path, budget: int, experiment: str, env: dict, cwd: Path) -> tuple[float, dict]:
-    start = time.perf_counter()
-    done = subprocess.run(smartecg_command() + ["search", "--data", str(data), "--budget", f"{budget}s",
-                                                "--experiment", experiment, "--quiet"],
-                          env=env, cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, done = timed_search(data, budget, experiment, env, cwd)
     if done.returncode != 0:
         print(f"search with budget {budget} s exited {done.returncode}:\n{done.stdout}{done.stderr}", file=sys.stderr)
     return wall, last_search_metrics(env["MLFLOW_TRACKING_URI"])

@@ -38,25 +38,17 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+from _search import smartecg_command, timed_search  # noqa: E402
 from automl.budget import parse_duration  # noqa: E402
 
 ARMS = ("smartecg", "tpot", "autokeras")
 _PLAIN_SHAPE = (128, 192)
 
 
-def smartecg_command() -> list[str]:
-    script = Path(sys.executable).with_name("smartecg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
-
-
 def run_smartecg(data: Path, test: Path, budget: float, experiment: str, work: Path) -> dict:
     env = {**os.environ, "SMARTECG_CACHE": str(work / "cache"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
-    started = time.perf_counter()
-    search = subprocess.run(smartecg_command() + ["search", "--data", str(data), "--budget", f"{budget:.0f}s",
-                                                  "--experiment", experiment, "--quiet"],
-                            env=env, cwd=work, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    wall, search = timed_search(data, budget, experiment, env, work)
     if search.returncode != 0:
         return {"error": f"search exited {search.returncode}: {search.stdout[-2000:]}{search.stderr[-2000:]}",
                 "wall_seconds": wall}

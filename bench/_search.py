@@ -1,0 +1,23 @@
+"""``smartecg search`` run as a user runs it (a subprocess, timed from outside), for the benchmarks."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["smartecg_command", "timed_search"]
+
+
+def smartecg_command() -> list[str]:
+    script = Path(sys.executable).with_name("smartecg")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
+
+
+def timed_search(data: Path, budget_seconds: float, experiment: str, env: dict, cwd: Path):
+    """(wall seconds, the finished process) of ``smartecg search --quiet`` on ``data``."""
+    start = time.perf_counter()
+    done = subprocess.run(smartecg_command() + ["search", "--data", str(data), "--budget", f"{budget_seconds:.0f}s",
+                                                "--experiment", experiment, "--quiet"],
+                          env=env, cwd=cwd, capture_output=True, text=True)
+    return time.perf_counter() - start, done
