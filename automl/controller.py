@@ -284,11 +284,17 @@ def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
 
 def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):
     """A candidate's holdout probabilities: from the search's feature vectors when it reads the
-    same features (TPOT), else from the pages themselves (deep engines read their own tensors)."""
+    same features (TPOT), else from the pages themselves (deep engines read their own tensors),
+    made on every core through the shared cache (the model's own transformer has neither)."""
+    from sklearn.base import clone
+
+    from features.cache import default_cache_dir
+
     features = candidate.model.features
     if type(features) is type(search_features) and features.get_params() == search_features.get_params():
         return candidate.model.proba_from_features(X_holdout)
-    return candidate.model.predict_proba(holdout_paths)
+    shared = clone(features).set_params(cache_dir=default_cache_dir(), n_jobs=-1, progress=False)
+    return candidate.model.proba_from_features(shared.transform(holdout_paths))
 
 
 def _holdout_groups(frame, cache_dir) -> dict[str, list[str]]:
