@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import optuna
 
-__all__ = ["Setup", "conflicting_choices", "make_pruner", "sample_setup", "space_choices"]
+__all__ = ["FamilyMedianPruner", "Setup", "conflicting_choices", "make_pruner", "sample_setup", "space_choices"]
 
 _ASPECT = 1.6  # width / height of the normalised lead area (320x512)
 
@@ -60,13 +61,11 @@ def space_choices(job: dict) -> dict[str, list]:
 
 def conflicting_choices(study, job: dict) -> list[str]:
     """``name: stored -> asked`` for every categorical parameter whose choices differ from the study's."""
-    from optuna.distributions import CategoricalDistribution
-
     wanted = space_choices(job)
     stored = {}
     for trial in study.get_trials(deepcopy=False):
         for name, distribution in trial.distributions.items():
-            if name in wanted and isinstance(distribution, CategoricalDistribution):
+            if name in wanted and isinstance(distribution, optuna.distributions.CategoricalDistribution):
                 stored.setdefault(name, list(distribution.choices))
     return [f"{name}: {stored[name]} -> {wanted[name]}" for name in sorted(stored) if stored[name] != wanted[name]]
 
@@ -113,17 +112,46 @@ def _augmentation(trial, view: str):
 
 
 def make_pruner(name: str, max_epochs: int):
-    """``median`` (stop a trial below the median of earlier ones at the same epoch) or ``hyperband``.
+    """``median`` (stop a trial below the median of its family's finished trials at the same epoch),
+    ``hyperband`` or ``none``.
 
-    The median pruner waits for two finished trials and judges from the second epoch on: one
-    trial's curve, or one epoch, is too noisy a reference on small data.
+    The median pruner waits for two finished trials of the trial's family and judges from the
+    second epoch on: one trial's curve, or one epoch, is too noisy a reference on small data.
     """
-    import optuna
-
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        return FamilyMedianPruner(n_startup_trials=2, n_warmup_steps=1)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, max_epochs))
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}; choose median, hyperband or none")
+
+
+class FamilyMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median pruner, judging a trial only against finished trials of its own family.
+
+    Families learn at different speeds: a 1-D network on the lead signals is past chance after
+    one epoch where an image CNN on the same pages is still at it after three. Against one median
+    for all, every image network was pruned in its second epoch and the study never learnt what
+    they reach (seen on 200 synthetic pages: 16 of 16 image trials pruned, at macro-F1 0.07-0.30).
+    """
+
+    def __init__(self, n_startup_trials: int = 2, n_warmup_steps: int = 1) -> None:
+        self._median = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps)
+
+    def prune(self, study, trial) -> bool:
+        return self._median.prune(_FamilyTrials(study, trial.params.get("family")), trial)
+
+
+class _FamilyTrials:
+    """A study seen through one family: ``get_trials`` returns only that family's trials."""
+
+    def __init__(self, study, family) -> None:
+        self._study, self._family = study, family
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+                if t.params.get("family") == self._family]
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
