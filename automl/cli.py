@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from automl import __version__
+from automl.experiment import ENGINES
 
 log = logging.getLogger("smartecg")
 
@@ -99,7 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--budget", required=True, help="wall time for the whole search: 90s, 30m, 2h")
     search.add_argument("--experiment", default=None,
                         help="experiment spec YAML, or a shipped one by name: default, quick, nightly")
-    search.add_argument("--engines", default=None, help="comma-separated engines to run (default: the spec's)")
+    search.add_argument("--engines", default=None, help=f"comma-separated engines to run, from {', '.join(ENGINES)} (default: the spec's)")
     search.add_argument("--seed", type=int, default=0, help="random seed of the split and the engines")
     search.add_argument("--storage", default=None, metavar="URL",
                         help="Optuna storage of the deep search's study (default: sqlite:///mlruns/optuna.db); "

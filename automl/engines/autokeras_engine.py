@@ -87,9 +87,10 @@ class AutoKerasEngine:
         from features.cache import default_cache_dir
 
         tensors = self._tensors()
-        # Read through the shared cache; the model keeps a transformer without one (any machine).
-        x = _checked(tensors.set_params(cache_dir=default_cache_dir()).transform(list(data.paths)), len(y))
-        tensors.set_params(cache_dir=None)
+        # Made on every core through the shared cache; the model keeps a transformer with neither
+        # (it must work on any machine).
+        x = _checked(tensors.set_params(cache_dir=default_cache_dir(), n_jobs=-1).transform(list(data.paths)), len(y))
+        tensors.set_params(cache_dir=None, n_jobs=1)
         np.savez(workdir / "data.npz", x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val])
         _import_keras()
         kill_at = deadline - (1.0 + 1.5 * self.candidates)  # loading the candidates after the worker

@@ -136,7 +136,8 @@ class _Objective:
     def _tensors_for(self, setup) -> np.ndarray:
         key = setup.tensor_key
         if key not in self._tensors:
-            transformer = setup.features(self.job.get("cache_dir"))
+            # Pages are made on every core the worker has (TensorFlow waits for them anyway).
+            transformer = setup.features(self.job.get("cache_dir")).set_params(n_jobs=self.job.get("threads", 2))
             self._tensors[key] = transformer.transform(self.paths)
         return self._tensors[key]
 
