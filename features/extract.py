@@ -26,7 +26,7 @@ from features.cache import FeatureCache, config_hash
 from features.imageio import ImageReadError, read_file
 from features.pages import NormalisedPage, normalise_page
 
-__all__ = ["as_sources", "extract_features"]
+__all__ = ["as_sources", "extract_features", "normalised_pages", "rows_from_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +206,43 @@ def _cached_parts(job: _Job, sha: str) -> dict[str, np.ndarray]:
 
 
 def _compute(job: _Job, set_name: str, page: NormalisedPage) -> np.ndarray:
-    row = np.asarray(job.sets[set_name][1](page), dtype=np.float32)
-    if row.shape != (job.lengths[set_name],):
-        raise RuntimeError(f"feature set {set_name!r} returned shape {row.shape}, expected ({job.lengths[set_name]},)")
+    return _set_row(job.sets[set_name][1], page, set_name, job.lengths[set_name])
+
+
+def _set_row(function, page: NormalisedPage, set_name: str, length: int) -> np.ndarray:
+    row = np.asarray(function(page), dtype=np.float32)
+    if row.shape != (length,):
+        raise RuntimeError(f"feature set {set_name!r} returned shape {row.shape}, expected ({length},)")
     return row
+
+
+# --- from pages already normalised (explanations perturb these, not the file) ----------------
+
+def normalised_pages(source: Source, sets: SetSpecs, *, size: tuple[int, int],
+                     suppress_grid: bool = True) -> dict[tuple[int, int], NormalisedPage]:
+    """``source`` normalised once at every page size the sets read: what :func:`rows_from_pages` takes.
+
+    Raises :class:`~features.imageio.ImageReadError` naming the file.
+    """
+    data, name = _read(source, 0)
+    try:
+        return {s: normalise_page(data, size=s, suppress_grid=suppress_grid)
+                for s in dict.fromkeys(tuple(spec[2] or size) for spec in sets.values())}
+    except ImageReadError as exc:
+        raise ImageReadError(name, exc.reason, exc.hint) from None
+
+
+def rows_from_pages(pages: Sequence[Mapping[tuple[int, int], NormalisedPage]], sets: SetSpecs, *,
+                    size: tuple[int, int], lengths: Mapping[str, int]) -> np.ndarray:
+    """The rows :func:`extract_features` would give, from pages normalised by :func:`normalised_pages`.
+
+    For pages changed after normalisation (a lead blanked, say), which no file or cache holds.
+    """
+    out = np.empty((len(pages), sum(lengths[name] for name in sets)), dtype=np.float32)
+    for i, by_size in enumerate(pages):
+        out[i] = np.concatenate([_set_row(spec[1], by_size[tuple(spec[2] or size)], name, lengths[name])
+                                 for name, spec in sets.items()])
+    return out
 
 
 def _store(job: _Job, sha: str, set_name: str, row: np.ndarray) -> None:

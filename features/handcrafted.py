@@ -35,7 +35,7 @@ from skimage.feature import local_binary_pattern
 from skimage.transform import resize
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from features.extract import as_sources, extract_features
+from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
 from features.measures import measure_names, signal_measures
 from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
@@ -324,6 +324,15 @@ class PageFeatures(TransformerMixin, BaseEstimator):
             as_sources(X), sets, size=self._size(), lengths={name: feature_length(name) for name in sets},
             cache_dir=self.cache_dir, n_jobs=self.n_jobs, progress=self.progress,
         )
+
+    def normalise(self, source) -> dict[tuple[int, int], NormalisedPage]:
+        """One page normalised at every size the chosen sets read (for :meth:`transform_normalised`)."""
+        return normalised_pages(source, self._chosen_sets(), size=self._size())
+
+    def transform_normalised(self, pages) -> np.ndarray:
+        """Rows of pages from :meth:`normalise`, perhaps changed since (explanations blank leads)."""
+        sets = self._chosen_sets()
+        return rows_from_pages(pages, sets, size=self._size(), lengths={name: feature_length(name) for name in sets})
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         return np.asarray([column for name in self._chosen_sets() for column in feature_names(name)], dtype=object)

@@ -19,13 +19,16 @@ out. Every tile has the same time and voltage scale, so a network cannot tell a 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
-from features.pages import NormalisedPage
+from features.pages import LEADS, NormalisedPage
 from features.traces import SECONDS_ACROSS, rows_per_mv
 
-__all__ = ["EDGE_SECONDS", "LABEL_SECONDS", "MOSAIC_GRID", "WINDOW_MV", "column_seconds", "lead_mosaic"]
+__all__ = ["EDGE_SECONDS", "LABEL_SECONDS", "MOSAIC_GRID", "WINDOW_MV", "MosaicCoordinates", "column_seconds",
+           "lead_mosaic", "mosaic_coordinates"]
 
 MOSAIC_GRID = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 PANEL_SECONDS = 2.5  # one column of a 3x4 printout
@@ -33,6 +36,7 @@ LABEL_SECONDS = 0.3  # left out at a window's start: the printed lead name and a
 EDGE_SECONDS = 0.05  # left out at its end: the next panel's separator line
 WINDOW_MV = 3.0  # height of a tile: +-1.5 mV about the baseline
 _COLUMN = {lead: c for leads in MOSAIC_GRID for c, lead in enumerate(leads)}
+_LEAD_INDEX = np.array([[LEADS.index(lead) for lead in leads] for leads in MOSAIC_GRID])
 
 
 def column_seconds(lead: str) -> tuple[float, float]:
@@ -41,15 +45,28 @@ def column_seconds(lead: str) -> tuple[float, float]:
     return start, start + PANEL_SECONDS
 
 
-def lead_mosaic(page: NormalisedPage, size: tuple[int, int]) -> np.ndarray:
-    """float32 (H, W) with ink 1.0 and paper 0.0: the leads of ``page`` in the 3x4 mosaic.
+class MosaicCoordinates(NamedTuple):
+    """Where each mosaic pixel comes from on the normalised page.
 
-    Tile edges are ``size`` split as evenly as whole pixels allow (a 64-row mosaic has rows of
-    21, 22 and 21). ``page`` should be normalised at a size where a tile is a reduction of the
-    page (the page is box-averaged by the reduction factor first, so thin traces survive).
+    ``ys``, ``xs``: (H, W) continuous page coordinates of each pixel's centre (page pixel i
+    spans [i, i + 1)); ``inside``: (H, W) whether that point lies in the lead's own box;
+    ``lead``: (H, W) index into :data:`~features.pages.LEADS` of the tile's lead; ``factor``:
+    the box-average the page needs first so a tile is a reduction of it.
+    """
+
+    ys: np.ndarray
+    xs: np.ndarray
+    inside: np.ndarray
+    lead: np.ndarray
+    factor: tuple[int, int]
+
+
+def mosaic_coordinates(page: NormalisedPage, size: tuple[int, int]) -> MosaicCoordinates:
+    """The page coordinates :func:`lead_mosaic` samples for a mosaic of ``size`` = (H, W).
+
+    Also what maps an attribution over the mosaic back onto the page (``automl.explain``).
     """
     height, width = size
-    ink = np.subtract(1.0, page.image, dtype=np.float32)  # ink 1, so the padding (0) is paper
     px_per_s = page.image.shape[1] / SECONDS_ACROSS
     window_h = WINDOW_MV * rows_per_mv(page)
     window_w = (PANEL_SECONDS - LABEL_SECONDS - EDGE_SECONDS) * px_per_s
@@ -69,10 +86,22 @@ def lead_mosaic(page: NormalisedPage, size: tuple[int, int]) -> np.ndarray:
     xs = np.broadcast_to(start_x[tile_col] + in_col * window_w, (height, width))
     box = boxes[tile_row[:, None], tile_col[None, :]]  # (H, W, 4)
     inside = (ys >= box[..., 1]) & (ys < box[..., 3]) & (xs >= box[..., 0]) & (xs < box[..., 2])
-
+    lead = _LEAD_INDEX[tile_row[:, None], tile_col[None, :]]
     factor = (max(1, round(window_h * 3 / height)), max(1, round(window_w * 4 / width)))
-    if factor != (1, 1):
-        ink = ndimage.uniform_filter(ink, size=factor)  # one box average for all tiles: they share a scale
-    mosaic = ndimage.map_coordinates(ink, [ys - 0.5, xs - 0.5], order=1, mode="constant", cval=0.0)
-    mosaic[~inside] = 0.0
+    return MosaicCoordinates(ys, xs, inside, lead, factor)
+
+
+def lead_mosaic(page: NormalisedPage, size: tuple[int, int]) -> np.ndarray:
+    """float32 (H, W) with ink 1.0 and paper 0.0: the leads of ``page`` in the 3x4 mosaic.
+
+    Tile edges are ``size`` split as evenly as whole pixels allow (a 64-row mosaic has rows of
+    21, 22 and 21). ``page`` should be normalised at a size where a tile is a reduction of the
+    page (the page is box-averaged by the reduction factor first, so thin traces survive).
+    """
+    ink = np.subtract(1.0, page.image, dtype=np.float32)  # ink 1, so the padding (0) is paper
+    at = mosaic_coordinates(page, size)
+    if at.factor != (1, 1):
+        ink = ndimage.uniform_filter(ink, size=at.factor)  # one box average for all tiles: they share a scale
+    mosaic = ndimage.map_coordinates(ink, [at.ys - 0.5, at.xs - 0.5], order=1, mode="constant", cval=0.0)
+    mosaic[~at.inside] = 0.0
     return mosaic.astype(np.float32, copy=False)

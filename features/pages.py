@@ -14,7 +14,7 @@ inked area (``NormalisedPage.method == "fixed-fraction"``) and say so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,7 @@ __all__ = [
     "NormalisedPage",
     "PageGeometry",
     "canonical_boxes",
+    "flatten_leads",
     "lead_tiles",
     "locate_leads",
     "mask_outside_leads",
@@ -195,6 +196,23 @@ def mask_outside_leads(image: np.ndarray, page: NormalisedPage, paper: float | N
     masked = np.full_like(image, fill)
     masked[max(0, y0):y1, max(0, x0):x1] = image[max(0, y0):y1, max(0, x0):x1]
     return masked
+
+
+def flatten_leads(page: NormalisedPage, leads) -> NormalisedPage:
+    """A copy of ``page`` in which each panel named in ``leads`` shows a flat line at its baseline.
+
+    A flat trace is the neutral lead: it carries no rhythm and no morphology but is still read
+    as a lead (a blank panel would read as a missing one). Explanations switch leads off this way.
+    Baselines sit mid-row on a normalised page; the line is as thick as a trace at this size.
+    """
+    image = page.image.copy()
+    thickness = max(1, round(image.shape[0] / DEFAULT_SIZE[0]))
+    for name in leads:
+        x0, y0, x1, y1 = (int(round(v)) for v in page.lead_boxes[name])
+        image[y0:y1, x0:x1] = 1.0
+        middle = (y0 + y1 - thickness) // 2
+        image[middle:middle + thickness, x0:x1] = 0.0
+    return replace(page, image=image)
 
 
 def lead_tiles(page: NormalisedPage, tile: tuple[int, int] = (32, 64)) -> np.ndarray:

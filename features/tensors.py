@@ -29,10 +29,10 @@ import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from features.extract import as_sources, extract_features
-from features.mosaic import EDGE_SECONDS, column_seconds, lead_mosaic
-from features.pages import DEFAULT_SIZE, LEADS, NormalisedPage
-from features.traces import LABEL_SKIP, SIGNAL_SIZE, lead_signals
+from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
+from features.mosaic import EDGE_SECONDS, column_seconds, lead_mosaic, mosaic_coordinates
+from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage
+from features.traces import LABEL_SKIP, SECONDS_ACROSS, SIGNAL_SIZE, lead_signals
 
 __all__ = ["VIEWS", "PageTensors"]
 
@@ -89,6 +89,44 @@ class PageTensors(TransformerMixin, BaseEstimator):
             suppress_grid=self._suppress_grid(),
         )
         return rows.reshape(len(rows), *shape)
+
+    def normalise(self, source) -> dict[tuple[int, int], NormalisedPage]:
+        """The page normalised as :meth:`transform` reads it (for :meth:`transform_normalised`)."""
+        name, spec = self._set_spec()
+        return normalised_pages(source, {name: spec}, size=spec[2], suppress_grid=self._suppress_grid())
+
+    def transform_normalised(self, pages) -> np.ndarray:
+        """Tensors of pages from :meth:`normalise`, perhaps changed since (explanations blank leads)."""
+        name, spec = self._set_spec()
+        shape = self.input_shape
+        rows = rows_from_pages(pages, {name: spec}, size=spec[2], lengths={name: int(np.prod(shape))})
+        return rows.reshape(len(rows), *shape)
+
+    def page_coordinates(self, page: NormalisedPage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each element of ``page``'s tensor comes from: (ys, xs, lead), each of the tensor's
+        shape without its channel.
+
+        ``ys``, ``xs`` are continuous coordinates on ``page`` (pixel i spans [i, i + 1)), which
+        must be normalised as :meth:`normalise` does; ``lead`` indexes
+        :data:`~features.pages.LEADS` (the rhythm strip counts as lead II). This maps an
+        attribution over the tensor back to the page and to its leads.
+        """
+        view, (height, width) = self._view(), self._size()
+        if view == "leads":
+            at = mosaic_coordinates(page, (height, width))
+            return np.array(at.ys), np.array(at.xs), np.array(at.lead)
+        if view == "page":
+            page_h, page_w = page.image.shape
+            ys, xs = np.meshgrid((np.arange(height) + 0.5) * (page_h / height),
+                                 (np.arange(width) + 0.5) * (page_w / width), indexing="ij")
+            return ys, xs, _lead_at(page, ys, xs)
+        px_per_s = page.image.shape[1] / SECONDS_ACROSS
+        ys, xs = np.empty((width, len(LEADS))), np.empty((width, len(LEADS)))
+        for k, lead in enumerate(LEADS):
+            box = page.lead_boxes[lead]
+            ys[:, k] = (box[1] + box[3]) / 2
+            xs[:, k] = _signal_seconds(lead, width) * px_per_s
+        return ys, xs, np.broadcast_to(np.arange(len(LEADS)), (width, len(LEADS))).copy()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -166,14 +204,28 @@ def _leads_row(page: NormalisedPage, size: tuple[int, int]) -> np.ndarray:
 _SIGNAL_SKIP_SECONDS = LABEL_SKIP * 5.0
 
 
+def _signal_seconds(lead: str, length: int) -> np.ndarray:
+    """The second (of the lead area's 10) each of a signal tensor's ``length`` samples is read at."""
+    start, end = column_seconds(lead)
+    start, end = start + _SIGNAL_SKIP_SECONDS, end - EDGE_SECONDS
+    return start + (np.arange(length) + 0.5) * ((end - start) / length)
+
+
+def _lead_at(page: NormalisedPage, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Index into LEADS of the panel each point lies in (the rhythm strip is lead II)."""
+    lead = np.full(ys.shape, LEADS.index("II"))
+    for name, (x0, y0, x1, y1) in page.lead_boxes.items():
+        if name != RHYTHM:
+            lead[(ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1)] = LEADS.index(name)
+    return lead
+
+
 def _signals_row(page: NormalisedPage, length: int) -> np.ndarray:
     """(length, 12) in mV, flattened: a row per sample, a column per lead."""
     signals = lead_signals(page)
     out = np.empty((length, len(LEADS)), dtype=np.float32)
     for column, lead in zip(out.T, LEADS):
-        start, end = column_seconds(lead)
-        start, end = start + _SIGNAL_SKIP_SECONDS, end - EDGE_SECONDS
-        seconds = start + (np.arange(length) + 0.5) * ((end - start) / length)
+        seconds = _signal_seconds(lead, length)
         # Sample k of a signal covers [start_seconds + k / rate, ... + (k + 1) / rate).
         where = (seconds - signals.start_seconds[lead]) * signals.samples_per_second - 0.5
         trace = signals.mv[lead]

@@ -182,3 +182,41 @@ def test_bad_parameters_fail_before_any_page_is_read(params, message):
     params = {"view": "page", **params}
     with pytest.raises(ValueError, match=message):
         PageTensors(**params).fit(["never-read.jpg"])
+
+
+@pytest.mark.parametrize("view, size", [("leads", (64, 96)), ("page", (48, 80)), ("signals", (1, 128))])
+def test_pages_normalised_once_give_the_same_tensors_and_each_element_knows_its_lead(pages, view, size):
+    from features.pages import LEADS, flatten_leads
+
+    tensors = PageTensors(view=view, size=size)
+    path = pages["MI", 0, "6x2"]
+    normalised = tensors.normalise(path)
+    (page,) = normalised.values()
+    x = tensors.transform_normalised([normalised])
+    np.testing.assert_array_equal(x, tensors.transform([path]))
+    ys, xs, lead = tensors.page_coordinates(page)
+    shape = x.shape[1:3] if view != "signals" else x.shape[1:]
+    assert ys.shape == xs.shape == lead.shape == shape
+    # Every element lies in the box of the lead it is counted for (the page view's rhythm strip: II);
+    # a mosaic tile reaches past a 6x2 row's box (it spans the same mV on every layout) and is paper there.
+    boxes = np.array([page.lead_boxes[name] for name in LEADS])[lead]
+    inside = (xs >= boxes[..., 0]) & (xs <= boxes[..., 2]) & (ys >= boxes[..., 1]) & (ys <= boxes[..., 3])
+    assert inside.mean() > (0.8 if view == "leads" else 0.95)
+    if view == "leads":
+        assert not x.reshape(shape)[~inside].any()
+    # Flattening V2 changes V2's elements and leaves every other lead's alone.
+    flat = tensors.transform_normalised([{s: flatten_leads(p, ["V2"]) for s, p in normalised.items()}])
+    changed = np.abs(flat - x).reshape(shape) > 1e-3
+    v2 = lead == LEADS.index("V2")
+    assert changed[v2].mean() > 0.2 and changed[~v2].mean() < 0.02
+
+
+def test_a_flattened_lead_reads_as_a_flat_trace_at_its_baseline(pages):
+    from features.pages import flatten_leads
+    from features.traces import SIGNAL_SIZE, lead_signals
+
+    page = normalise_page(pages["MI", 1, "3x4"], size=SIGNAL_SIZE)
+    before, after = lead_signals(page), lead_signals(flatten_leads(page, ["V4", "II_rhythm"]))
+    assert np.ptp(before.mv["V4"]) > 0.5 and np.ptp(after.mv["V4"]) < 0.05
+    assert np.ptp(after.mv["II_rhythm"]) < 0.05
+    np.testing.assert_allclose(after.mv["V1"], before.mv["V1"])
