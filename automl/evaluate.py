@@ -20,8 +20,9 @@ class Evaluation:
     """Metrics of one model on one labelled set.
 
     ``metrics`` is flat, ready for MLflow: accuracy, balanced_accuracy, macro_precision,
-    macro_recall, macro_f1, roc_auc (one-vs-rest, macro; NaN when the set lacks a class) and
-    ``f1_<class>`` per class.
+    macro_recall, macro_f1, roc_auc (one-vs-rest, macro; NaN when the set lacks a class), ece
+    (expected calibration error of the top class, :mod:`automl.calibration`) and ``f1_<class>``
+    per class.
     """
 
     classes: list[str]
@@ -62,6 +63,8 @@ def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str],
     from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
                                  precision_recall_fscore_support, roc_auc_score)
 
+    from automl.calibration import expected_calibration_error
+
     classes = list(classes)
     y_true = np.asarray(y_true, dtype=object)
     proba = np.asarray(proba, dtype=float)
@@ -79,6 +82,7 @@ def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str],
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
         "roc_auc": _roc_auc(y_true, proba, classes, roc_auc_score),
+        "ece": expected_calibration_error(np.array([classes.index(c) for c in y_true], dtype=int), proba),
     }
     metrics.update({f"f1_{c}": float(v) for c, v in zip(classes, f1)})
     confusion = confusion_matrix(y_true, y_pred, labels=classes)

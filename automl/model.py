@@ -29,7 +29,18 @@ class ECGModel:
         Class names, the column order of :meth:`predict_proba`.
     engine, description : str
         Where it came from and what it is (pipeline text), for model cards and the registry.
+
+    Attributes set after fitting, by the search:
+
+    calibrator : object or None
+        Maps the classifier's probabilities to calibrated ones (:mod:`automl.calibration`);
+        ``predict_proba`` returns calibrated probabilities when it is set.
+    uncertain_below : float or None
+        A page whose top probability is below this is flagged "uncertain - refer for review".
     """
+
+    calibrator = None  # class-level defaults, so models pickled before these existed still load
+    uncertain_below = None
 
     def __init__(self, features, classifier, classes, *, engine: str = "", description: str = "",
                  params: dict[str, Any] | None = None) -> None:
@@ -52,11 +63,29 @@ class ECGModel:
         return self.proba_from_features(vectors)
 
     def proba_from_features(self, vectors: np.ndarray) -> np.ndarray:
-        """Probabilities from a feature matrix already made by ``features`` (searches reuse theirs)."""
+        """Probabilities from a feature matrix already made by ``features`` (searches reuse theirs);
+        calibrated when the model has a calibrator."""
+        proba = self.uncalibrated_proba(vectors)
+        return self.calibrator.transform(proba) if self.calibrator is not None and len(proba) else proba
+
+    def uncalibrated_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """The classifier's own probabilities of a feature matrix, in ``classes`` order."""
         raw = np.asarray(self.classifier.predict_proba(vectors), dtype=float)
         proba = np.zeros((len(raw), len(self.classes)))
         proba[:, self._columns] = raw
         return proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
+
+    def uncertain(self, proba: np.ndarray) -> np.ndarray:
+        """Per page: is the top probability below ``uncertain_below``? (all False without a threshold)"""
+        proba = np.asarray(proba, dtype=float)
+        if self.uncertain_below is None or not len(proba):
+            return np.zeros(len(proba), dtype=bool)
+        return proba.max(axis=1) < self.uncertain_below
+
+    @property
+    def is_network(self) -> bool:
+        """Whether the classifier is a Keras network (Grad-CAM and temperature scaling apply)."""
+        return hasattr(self.classifier, "layer_modules")
 
     def predict(self, pages) -> np.ndarray:
         """The most probable class name of each page."""

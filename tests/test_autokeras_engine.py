@@ -92,7 +92,8 @@ def test_a_killed_worker_reports_the_trial_in_flight(tmp_path):
 
 def test_nothing_finished_means_no_candidates(tmp_path):
     engine = AutoKerasEngine()
-    assert engine._candidates(tmp_path / "best.pkl", engine._tensors(), ["a", "b"], []) == []
+    none = np.zeros((0, 64, 96, 1), dtype=np.float32), np.zeros(0, dtype=int)
+    assert engine._candidates(tmp_path / "best.pkl", engine._tensors(), ["a", "b"], [], *none) == []
 
 
 # --- slow: real AutoKeras -----------------------------------------------------------------
@@ -114,6 +115,9 @@ def test_search_returns_a_candidate_within_its_slice(sixty_second_search):
     _, val = validation_split(y, 0.2, data.seed)
     val_proba = candidate.model.predict_proba([data.paths[i] for i in val])
     assert evaluate(data.y[val], val_proba, data.classes).score("macro_f1") == pytest.approx(candidate.validation_score)
+    # Those validation pages are what the search calibrates the network on.
+    np.testing.assert_array_equal(candidate.calibration.y, y[val])
+    np.testing.assert_allclose(candidate.calibration.proba, val_proba, atol=1e-5)
 
 
 @pytest.mark.slow

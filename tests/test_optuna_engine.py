@@ -62,6 +62,15 @@ def test_a_bad_trial_is_pruned_and_a_second_search_resumes_the_study(pages, tmp_
     assert len(candidates) == 1 and candidates[0].validation_score == max(t.score for t in logged[:2])
     proba = candidates[0].model.predict_proba([str(p) for p in pages["path"][:3]])
     assert proba.shape == (3, 5) and np.allclose(proba.sum(axis=1), 1.0)
+    # Its best epoch's probabilities on the validation pages come along, for calibration.
+    from automl.calibration import expected_calibration_error
+    from automl.engines.deep_training import score_probabilities
+
+    calibration = candidates[0].calibration
+    assert calibration.proba.shape == (len(calibration.y), 5) and "validation pages" in calibration.source
+    assert score_probabilities("macro_f1", calibration.y, calibration.proba) == pytest.approx(
+        candidates[0].validation_score)
+    assert 0.0 <= expected_calibration_error(calibration.y, calibration.proba) <= 1.0
 
     # The study lives in the storage: another search resumes it, and the trial count grows.
     assert len(optuna_trials(storage, "s")) == 3
@@ -85,13 +94,14 @@ def test_missing_imagenet_weights_fail_one_trial_in_one_line_and_the_search_goes
 
 
 def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
-    data = generate_dataset(tmp_path / "data", 6, seed=32, progress=False)
+    data = generate_dataset(tmp_path / "data", 8, seed=32, progress=False)
     spec = tmp_path / "deep.yaml"
     spec.write_text(json.dumps({  # YAML is a superset of JSON
         "name": "smartecg-deep-test", "registry_name": "deeptest", "metric": "macro_f1", "features": ["trace"],
         "reserve_seconds": 15,
         "engines": {"optuna": {"weight": 1, "families": ["conv1d"], "signal_lengths": [128], "min_epochs": 2,
-                               "max_epochs": 3, "max_trials": 2, "candidates": 1}},
+                               "max_epochs": 3, "max_trials": 2, "candidates": 1,
+                               "validation_share": 0.4}},  # 15 validation pages: enough to calibrate on
     }))
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     # Both URIs: an earlier test's mlflow.set_registry_uri() leaves MLFLOW_REGISTRY_URI in os.environ.
@@ -99,6 +109,8 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
     out = smartecg("search", "--data", data, "--budget", "150s", "--experiment", spec, "--quiet", env=env,
                    cwd=tmp_path).stdout
     assert "deeptest v1 is now 'champion'" in out and "best: optuna conv1d" in out, out
+    # The network is calibrated on its validation pages, and its holdout pages explained with Grad-CAM.
+    assert "calibration: temperature scaling (T = " in out and "explained " in out, out
     assert (tmp_path / "mlruns" / "optuna.db").exists()  # the study persists beside MLflow's store
     page = str(sorted(data.glob("MI/*.jpg"))[0])
     code = ("import sys, mlflow.pyfunc, pandas as pd\n"
@@ -111,8 +123,8 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert "tensorflow==" in lines[-2] and "keras==" in lines[-2]  # a fresh environment can load the network
     answer = json.loads(lines[-1])
-    assert set(answer) == {"class", *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI", "MI_History",
-                                                          "Normal"))}
+    assert set(answer) == {"class", "uncertain", *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI",
+                                                                       "MI_History", "Normal"))}
 
 
 def test_a_study_searched_with_other_choices_is_refused_in_one_line_and_default_names_keep_them_apart(tmp_path):

@@ -116,7 +116,7 @@ class AutoKerasEngine:
                  sum(r["status"] == "ok" for r in trials.records), run.seconds, ending, done)
         if not run.stopped and run.returncode != 0 and not trials.records:
             raise RuntimeError(f"AutoKeras worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        candidates = self._candidates(workdir / "best.pkl", tensors, classes, trials.records)
+        candidates = self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val])
         shutil.rmtree(workdir / "ak", ignore_errors=True)  # keras-tuner's checkpoints: the kept networks are in best.pkl
         return candidates
 
@@ -125,7 +125,10 @@ class AutoKerasEngine:
 
         return PageTensors(view=self.view, size=self.size)
 
-    def _candidates(self, path: Path, tensors, classes: list[str], records: list[dict]) -> list[Candidate]:
+    def _candidates(self, path: Path, tensors, classes: list[str], records: list[dict], x_val: np.ndarray,
+                    y_val: np.ndarray) -> list[Candidate]:
+        from automl.calibration import CalibrationSet
+
         try:
             entries = pickle.loads(path.read_bytes())["entries"]
         except FileNotFoundError:
@@ -141,8 +144,9 @@ class AutoKerasEngine:
             params: dict[str, Any] = dict(entry["params"])
             model = ECGModel(tensors, classifier, classes, engine=self.name, description=entry["description"],
                              params=params)
+            calibration = CalibrationSet(model.uncalibrated_proba(x_val), y_val, "validation pages")
             candidates.append(Candidate(self.name, model, float(entry["score"]), params,
-                                        run_ids.get(entry["trial_id"]), entry["description"]))
+                                        run_ids.get(entry["trial_id"]), entry["description"], calibration))
         return candidates
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from automl.calibration import CalibrationSet
 from automl.model import ECGModel
 
 __all__ = ["Candidate", "Engine", "TrainingData", "Trial", "TrialLog"]
@@ -60,7 +61,12 @@ class TrialLog(Protocol):
 
 @dataclass
 class Candidate:
-    """A fitted model an engine offers for the holdout comparison."""
+    """A fitted model an engine offers for the holdout comparison.
+
+    ``calibration``: its probabilities on training pages it was not fitted on (a network's
+    validation pages, a pipeline's out-of-fold predictions), for the search to calibrate it;
+    None when the engine had no time for them.
+    """
 
     engine: str
     model: ECGModel
@@ -68,6 +74,7 @@ class Candidate:
     params: dict[str, Any]
     run_id: str | None
     description: str = ""
+    calibration: CalibrationSet | None = None
 
 
 class Engine(Protocol):

@@ -119,8 +119,20 @@ class OptunaEngine:
                 log.warning("optuna: the model of trial %d could not be loaded (%s)", record["number"], exc)
                 continue
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
-                                        record.get("run_id"), record["description"]))
+                                        record.get("run_id"), record["description"],
+                                        _validation_set(Path(record["model"]).with_suffix(".val.npz"))))
         return candidates
+
+
+def _validation_set(path: Path):
+    """The trial's best-epoch probabilities on its validation pages, for calibration; None if missing."""
+    from automl.calibration import CalibrationSet
+
+    try:
+        with np.load(path) as saved:
+            return CalibrationSet(saved["proba"], saved["y"], "validation pages (the network's best epoch)")
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def default_study_name(experiment: str, job: dict) -> str:

@@ -122,13 +122,14 @@ class _Objective:
         if result.best_epoch < 0:
             raise RuntimeError("no epoch gave a finite validation score")
         # The model's transformer has no cache folder: it must work on any machine.
-        model = ECGModel(setup.features(None), KerasClassifier(network, len(self.job["classes"]),
-                                                                                   description=setup.description),
-                         self.job["classes"], engine="optuna", description=setup.description, params=trial.params)
+        classifier = KerasClassifier(network, len(self.job["classes"]), description=setup.description)
+        model = ECGModel(setup.features(None), classifier, self.job["classes"], engine="optuna",
+                         description=setup.description, params=trial.params)
         path = self.root / "models" / f"trial-{trial.number:05d}.pkl"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(model))
-        os.replace(tmp, path)  # a stop mid-write never leaves half a model behind
+        # The best epoch's validation probabilities: what the search calibrates the network on.
+        _write_atomic(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
+                                                          y=self.y[self.val_idx]))
+        _write_atomic(path, pickle.dumps(model))
         record["model"] = str(path)
         record["extra"]["stopped_early"] = result.stopped_by_deadline
         return result.best_score
@@ -140,6 +141,21 @@ class _Objective:
             transformer = setup.features(self.job.get("cache_dir")).set_params(n_jobs=self.job.get("threads", 2))
             self._tensors[key] = transformer.transform(self.paths)
         return self._tensors[key]
+
+
+def _npz(**arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A stop mid-write never leaves half a file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -59,14 +59,15 @@ class TPOTEngine:
         workdir.mkdir(parents=True, exist_ok=True)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
-        refit_reserve = min(0.2 * seconds, 2.0 + 0.5 * self.candidates)
+        # Refits and out-of-fold predictions (for calibration) of the best pipelines, after TPOT.
+        refit_reserve = min(0.25 * seconds, 2.0 + 1.5 * self.candidates)
         # TPOT checks its own clock only between generations, so the runner's hard stop is what
         # ends the slice; TPOT's limit is set to the same time (it would stop a little later).
         tpot_seconds = max(5.0, seconds - refit_reserve)
         np.savez(workdir / "data.npz", X=data.X.astype(np.float64), y=y)
         (workdir / "job.json").write_text(json.dumps({
             "classes": classes, "seed": data.seed, "metric": data.metric, "scoring": CV_SCORERS[data.metric],
-            "cv": max(2, min(self.cv, int(np.bincount(y).min()))), "n_jobs": self.n_jobs,
+            "cv": self._folds(y), "n_jobs": self.n_jobs,
             "population_size": self.population_size, "early_stop": self.early_stop,
             "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
         }))
@@ -86,7 +87,7 @@ class TPOTEngine:
         for record in ok[: self.candidates]:
             if candidates and time.monotonic() >= deadline:
                 break  # the best one is always refitted; the others only while time is left
-            pipeline = pickle.loads(base64.b64decode(record["pickle"]))
+            pipeline = _unfitted(record)
             try:
                 with warnings.catch_warnings():  # convergence and deprecation notes were seen in CV already
                     warnings.simplefilter("ignore")
@@ -97,5 +98,39 @@ class TPOTEngine:
             model = ECGModel(data.features, pipeline, data.classes, engine=self.name,
                              description=record["pipeline"], params=record["params"])
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
-                                        record.get("run_id"), record["pipeline"]))
+                                        record.get("run_id"), record["pipeline"],
+                                        self._out_of_fold(record, data, y, deadline)))
         return candidates
+
+    def _out_of_fold(self, record: dict, data: TrainingData, y: np.ndarray, deadline: float):
+        """Each training page's probabilities from the fold that did not fit on it (for calibration).
+
+        The pipeline's cross-validation took ``record["seconds"]``, and this costs the same: it is
+        left out (the candidate stays uncalibrated) when the slice has no such time left.
+        """
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+        from automl.calibration import CalibrationSet
+
+        if time.monotonic() + float(record.get("seconds") or 0.0) > deadline:
+            log.info("tpot: no time left for out-of-fold predictions of trial %d; it stays uncalibrated",
+                     record["number"])
+            return None
+        folds = StratifiedKFold(self._folds(y), shuffle=True, random_state=data.seed)  # as the worker's CV
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                proba = cross_val_predict(_unfitted(record), data.X, y, cv=folds, method="predict_proba")
+        except Exception as exc:  # calibration is a refinement: the candidate goes on without it
+            log.warning("tpot: out-of-fold predictions of trial %d failed (%s)", record["number"], exc)
+            return None
+        return CalibrationSet(proba, y, "out-of-fold predictions on the training pages")
+
+    def _folds(self, y: np.ndarray) -> int:
+        """Cross-validation folds: the spec's, but no more than the rarest class has pages."""
+        return max(2, min(self.cv, int(np.bincount(y).min())))
+
+
+def _unfitted(record: dict):
+    """The trial's pipeline as TPOT evaluated it, before any fit."""
+    return pickle.loads(base64.b64decode(record["pickle"]))
