@@ -7,13 +7,18 @@ those pages can score well without looking at a heartbeat, and the report must s
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["AuditResult", "HEADER_FEATURES", "LayoutAudit", "METADATA_FEATURES", "header_audit",
-           "header_profiles", "layout_audit", "metadata_audit"]
+__all__ = ["AUDITS", "AuditResult", "HEADER_FEATURES", "LayoutAudit", "METADATA_FEATURES", "header_audit",
+           "header_profiles", "layout_audit", "load_audits", "metadata_audit", "save_audits"]
+
+AUDITS = ("shortcut_audit", "layout_audit", "header_audit")  # keys of a data report's summary
 
 METADATA_FEATURES = ("width", "height", "aspect", "log_file_size", "colour_mode")
 HEADER_FEATURES = ("header ink per row", "header ink per column")
@@ -200,3 +205,31 @@ def _layout_message(flagged: bool, v: float, p_value: float, table: pd.DataFrame
         "(and so the hospital) instead of reading the ECG: compare its metrics per layout, and test on "
         "another hospital's pages before trusting any score."
     )
+
+
+# --- the data report's audits, kept for the searches on the same data ---------------------------
+
+def _audit_file(data_hash: str) -> Path:
+    from features.cache import cache_root
+
+    return cache_root() / "audits" / f"{data_hash}.json"
+
+
+def save_audits(data_hash: str, summary: dict) -> None:
+    """Keep a data report's audit results, so model cards of searches on the same data show them."""
+    path = _audit_file(data_hash)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({key: summary[key] for key in AUDITS}, default=str))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs the model card its audit section
+        pass
+
+
+def load_audits(data_hash: str) -> dict | None:
+    """The audits of the data report made on data of this hash, or None when none was made."""
+    try:
+        return json.loads(_audit_file(data_hash).read_text())
+    except (OSError, ValueError):
+        return None

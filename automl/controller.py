@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+import numpy as np
+
 from automl.budget import Budget, format_duration
 from automl.engines.base import Candidate, Trial, TrainingData
 from automl.evaluate import Evaluation, evaluate, plot_confusion, plot_roc
@@ -35,6 +37,7 @@ MIN_ENGINE_SECONDS = 5.0  # less than this and an engine cannot evaluate anythin
 class ScoredCandidate:
     candidate: Candidate
     evaluation: Evaluation
+    calibration: dict = field(default_factory=dict)  # automl.calibration.calibrate_model's facts
 
     def key(self, metric: str) -> tuple[float, float]:
         score = self.evaluation.score(metric)
@@ -56,6 +59,7 @@ class SearchResult:
     engine_seconds: float
     budget_seconds: float
     skipped: list = field(default_factory=list)
+    explanations: list = field(default_factory=list)  # summary lines of the holdout pages explained
 
     @property
     def overhead_share(self) -> float:
@@ -229,16 +233,12 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     scored = []
     holdout_paths = [str(p) for p in holdout["path"]]
     for candidate in candidates:
-        evaluation = evaluate(y_holdout, _holdout_proba(candidate, model_features, X_holdout, holdout_paths), classes,
-                              holdout_groups)
-        if candidate.run_id:
-            tracker.log_metrics(candidate.run_id, {**evaluation.metrics, **evaluation.group_metrics()},
-                                prefix="holdout_")
-        scored.append(ScoredCandidate(candidate, evaluation))
+        scored.append(_score(candidate, spec, tracker, y_holdout, classes, holdout_groups,
+                             _holdout_proba(candidate, model_features, X_holdout, holdout_paths)))
     best = max(scored, key=lambda s: s.key(spec.metric)) if scored else None
     tracker.log_metrics(run_id, {"trials": trials, "candidates": len(scored)})
 
-    promotion = None
+    promotion, explanations = None, []
     if best is None:
         shown.message("no candidate finished within the budget; nothing registered (give a larger --budget)")
     else:
@@ -246,17 +246,22 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
                             prefix="holdout_")
         _log_plots(tracker, run_id, best, workdir)
         shown.set_stage("registry")
+        from automl.audit import load_audits
         from automl.registry import promote
 
-        promotion = promote(tracker, spec, best, holdout_paths=holdout_paths,
-                            holdout_labels=y_holdout, data_hash=data_hash)
+        promotion = promote(tracker, spec, best, holdout_paths=holdout_paths, holdout_labels=y_holdout,
+                            data_hash=data_hash, data_counts=_split_counts(frame), audits=load_audits(data_hash))
+        if spec.explain_pages:
+            shown.set_stage("explain")
+            explanations = _log_explanations(tracker, best, holdout, spec, budget, shown, workdir)
     shown.set_stage("done")
     elapsed = budget.elapsed()
     tracker.log_metrics(run_id, {"elapsed_seconds": elapsed, "engine_seconds": budget.engine_seconds,
                                  **{f"seconds_{stage}": t for stage, t in shown.stage_seconds.items()}})
     return SearchResult(run_id=run_id, tracking_uri=tracker.tracking_uri, spec=spec, data_root=root,
                         data_hash=data_hash, trials=trials, candidates=scored, best=best, promotion=promotion,
-                        elapsed=elapsed, engine_seconds=budget.engine_seconds, budget_seconds=budget.seconds)
+                        elapsed=elapsed, engine_seconds=budget.engine_seconds, budget_seconds=budget.seconds,
+                        explanations=explanations)
 
 
 def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
@@ -283,18 +288,86 @@ def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
 
 
 def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):
-    """A candidate's holdout probabilities: from the search's feature vectors when it reads the
-    same features (TPOT), else from the pages themselves (deep engines read their own tensors),
-    made on every core through the shared cache (the model's own transformer has neither)."""
+    """A candidate's uncalibrated holdout probabilities: from the search's feature vectors when it
+    reads the same features (TPOT), else from the pages themselves (deep engines read their own
+    tensors), made on every core through the shared cache (the model's own transformer has neither)."""
     from sklearn.base import clone
 
     from features.cache import default_cache_dir
 
     features = candidate.model.features
     if type(features) is type(search_features) and features.get_params() == search_features.get_params():
-        return candidate.model.proba_from_features(X_holdout)
+        return candidate.model.uncalibrated_proba(X_holdout)
     shared = clone(features).set_params(cache_dir=default_cache_dir(), n_jobs=-1, progress=False)
-    return candidate.model.proba_from_features(shared.transform(holdout_paths))
+    return candidate.model.uncalibrated_proba(shared.transform(holdout_paths))
+
+
+def _score(candidate: Candidate, spec: ExperimentSpec, tracker: SearchTracker, y_holdout, classes, groups,
+           raw_proba) -> ScoredCandidate:
+    """Calibrate the candidate on its own calibration pages, then score it on the holdout.
+
+    The holdout scores are the calibrated model's (the one that would be registered); the
+    uncalibrated model's ECE on the same pages is logged beside them.
+    """
+    from automl.calibration import calibrate_model, expected_calibration_error
+
+    model = candidate.model
+    model.uncertain_below = spec.uncertain_below
+    facts = calibrate_model(model, candidate.calibration, spec.calibration)
+    proba = model.calibrator.transform(raw_proba) if model.calibrator is not None else raw_proba
+    evaluation = evaluate(y_holdout, proba, classes, groups)
+    facts["holdout_ece_uncalibrated"] = expected_calibration_error(
+        np.array([classes.index(c) for c in y_holdout], dtype=int), raw_proba)
+    if candidate.run_id:
+        tracker.log_metrics(candidate.run_id, {**evaluation.metrics, **evaluation.group_metrics()}, prefix="holdout_")
+        tracker.log_metrics(candidate.run_id, {k: v for k, v in facts.items() if isinstance(v, float)})
+        tracker.set_tags(candidate.run_id, {"smartecg.calibration": facts["calibration"]})
+    return ScoredCandidate(candidate, evaluation, facts)
+
+
+def _split_counts(frame) -> dict[str, dict[str, int]]:
+    """Pages per class in each split, for the model card."""
+    table = frame.groupby(["label", "split"]).size().unstack(fill_value=0)
+    return {label: {split: int(n) for split, n in row.items()} for label, row in table.iterrows()}
+
+
+def _log_explanations(tracker: SearchTracker, best: ScoredCandidate, holdout, spec: ExperimentSpec, budget: Budget,
+                      shown: SearchProgress, workdir: Path) -> list[str]:
+    """Explain a few holdout pages per class with the best model and log overlays and summaries.
+
+    Pages are explained in turn while the budget lasts (each takes about as long as the last one);
+    a page that cannot be explained is named and skipped. Returns one summary line per page.
+    """
+    import json
+
+    from automl.explain import explain
+    from automl.overlay import write_overlay
+
+    folder = workdir / "explanations"
+    folder.mkdir(parents=True, exist_ok=True)
+    picks = holdout.sort_values("path").groupby("label", sort=True).head(spec.explain_pages)
+    lines, records, last = [], [], 0.0
+    for path, label in zip(picks["path"].astype(str), picks["label"]):
+        if budget.remaining() < 1.5 * last:
+            shown.message(f"explanations: {len(records)} of {len(picks)} holdout pages explained before the "
+                          "budget ran out")
+            break
+        started = budget.elapsed()
+        try:
+            found = explain(best.candidate.model, path, lime_samples=spec.lime_samples, seed=0)
+        except Exception as exc:  # an explanation is a view of the result; it must not cost the search
+            shown.message(f"explanations: {path} could not be explained ({type(exc).__name__}: {exc})")
+            continue
+        stem = f"{label}-{Path(path).stem}"
+        write_overlay(found, path, folder / f"{stem}.{found.method}.png")
+        records.append({"true_class": label, "file": Path(path).name, **found.to_dict()})
+        lines.append(f"{Path(path).name} (true {label}): {found.summary}")
+        last = budget.elapsed() - started
+    if records:
+        (folder / "explanations.json").write_text(json.dumps(records, indent=2))
+        for run in filter(None, (tracker.parent_run_id, best.candidate.run_id)):
+            tracker.client.log_artifacts(run, str(folder), "explanations")
+    return lines
 
 
 def _holdout_groups(frame, cache_dir) -> dict[str, list[str]]:

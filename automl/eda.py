@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # the OO API: no pyplot state, no display needed
 
-from automl.audit import header_audit, header_profiles, layout_audit, metadata_audit
+from automl.audit import header_audit, header_profiles, layout_audit, metadata_audit, save_audits
 from features.dataset import CLASSES, Manifest
 from features.imageio import ImageReadError, load_image
 from features.survey import survey_pages
@@ -69,6 +69,7 @@ def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: 
         "files": {k: v.name for k, v in files.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    save_audits(summary["data_hash"], summary)  # for the model cards of searches on this data
     (out / "report.md").write_text(_markdown(summary))
     return summary
 

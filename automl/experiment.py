@@ -46,6 +46,13 @@ class ExperimentSpec:
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     # Kept back from the engines for holdout scoring, model logging and registration.
     reserve_seconds: float = 20.0
+    # automl.calibration method, fitted on pages each candidate was not fitted on.
+    calibration: str = "auto"
+    # A page whose top (calibrated) probability is below this is "uncertain - refer for review".
+    uncertain_below: float = 0.6
+    # Holdout pages per class the search explains with its best model, and LIME's samples per page.
+    explain_pages: int = 2
+    lime_samples: int = 200
     source: str = "<defaults>"
 
     def engine(self, name: str) -> EngineSpec:
@@ -72,7 +79,9 @@ class ExperimentSpec:
         return {
             "name": self.name, "registry_name": self.registry_name, "metric": self.metric,
             "features": list(self.features), "split_fractions": list(self.split_fractions),
-            "reserve_seconds": self.reserve_seconds,
+            "reserve_seconds": self.reserve_seconds, "calibration": self.calibration,
+            "uncertain_below": self.uncertain_below,
+            "explain": {"pages_per_class": self.explain_pages, "lime_samples": self.lime_samples},
             "engines": {e.name: {"weight": e.weight, **e.options} for e in self.engines},
         }
 
@@ -89,6 +98,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
     """
     import yaml
 
+    from automl.calibration import CALIBRATION_METHODS
     from features.handcrafted import FEATURE_SETS
 
     path = builtin_spec_path("default") if path is None else Path(path)
@@ -107,7 +117,8 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
     def fail(message: str):
         raise ValueError(f"{path}: {message}")
 
-    allowed = {"name", "registry_name", "metric", "features", "engines", "split_fractions", "reserve_seconds"}
+    allowed = {"name", "registry_name", "metric", "features", "engines", "split_fractions", "reserve_seconds",
+               "calibration", "uncertain_below", "explain"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -141,11 +152,30 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
     reserve = raw.get("reserve_seconds", defaults.reserve_seconds)
     if not isinstance(reserve, (int, float)) or reserve < 0:
         fail(f"reserve_seconds must be a number >= 0, got {reserve!r}")
+    calibration = raw.get("calibration", defaults.calibration)
+    if calibration not in CALIBRATION_METHODS:
+        fail(f"calibration must be one of {', '.join(CALIBRATION_METHODS)}, got {calibration!r}")
+    uncertain_below = raw.get("uncertain_below", defaults.uncertain_below)
+    if isinstance(uncertain_below, bool) or not isinstance(uncertain_below, (int, float)) \
+            or not 0 <= uncertain_below <= 1:
+        fail(f"uncertain_below must be a probability between 0 and 1, got {uncertain_below!r}")
+    explain = raw.get("explain") or {}
+    if not isinstance(explain, dict) or set(explain) - {"pages_per_class", "lime_samples"}:
+        fail(f"explain takes pages_per_class and lime_samples, got {explain!r}")
+    pages = explain.get("pages_per_class", defaults.explain_pages)
+    samples = explain.get("lime_samples", defaults.lime_samples)
+    if not _whole_at_least(pages, 0) or not _whole_at_least(samples, 10):
+        fail(f"explain: pages_per_class must be a whole number >= 0 and lime_samples >= 10, got {explain!r}")
     return ExperimentSpec(
         name=str(raw.get("name", path.stem)), registry_name=str(raw.get("registry_name", defaults.registry_name)),
         metric=metric, features=features, engines=tuple(engines), split_fractions=fractions,
-        reserve_seconds=float(reserve), source=str(path),
+        reserve_seconds=float(reserve), calibration=calibration, uncertain_below=float(uncertain_below),
+        explain_pages=int(pages), lime_samples=int(samples), source=str(path),
     )
+
+
+def _whole_at_least(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def _engine_options(name: str) -> set[str]:

@@ -2,7 +2,9 @@
 
 ``predict`` takes a DataFrame with an ``image`` column (file paths) and/or an ``image_bytes``
 column (the raw bytes of image files; base64 over MLflow's REST server), or a plain list of
-paths or bytes, and returns one row per image: ``class`` and one ``p_<class>`` column per class.
+paths or bytes, and returns one row per image: ``class``, one ``p_<class>`` column per class
+(calibrated probabilities) and ``uncertain`` (the top probability is below the model's
+threshold: "uncertain - refer for review").
 The ECGModel itself is a pickle among the model's artifacts.
 """
 from __future__ import annotations
@@ -31,7 +33,8 @@ class ECGPyfunc(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         pages = pages_from_input(model_input)
-        return prediction_frame(self.model.classes, self.model.predict_proba(pages))
+        proba = self.model.predict_proba(pages)
+        return prediction_frame(self.model.classes, proba, self.model.uncertain(proba))
 
 
 def pages_from_input(model_input) -> list:
@@ -77,12 +80,13 @@ def _as_page(value):
     return value
 
 
-def prediction_frame(classes: list[str], proba: np.ndarray):
+def prediction_frame(classes: list[str], proba: np.ndarray, uncertain: np.ndarray):
     import pandas as pd
 
     frame = pd.DataFrame({"class": np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(proba) else []})
     for i, name in enumerate(classes):
         frame[f"p_{name}"] = proba[:, i] if len(proba) else []
+    frame["uncertain"] = np.asarray(uncertain, dtype=bool)
     return frame
 
 
@@ -95,14 +99,15 @@ def save_ecg_model(model, folder: Path) -> Path:
 
 
 def model_signature(classes: list[str]):
-    """Input: ``image`` (file paths) and/or ``image_bytes`` (raw bytes); output: class and probabilities."""
+    """Input: ``image`` (file paths) and/or ``image_bytes`` (raw bytes); output: class, probabilities, uncertain."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     return ModelSignature(
         inputs=Schema([ColSpec("string", INPUT_COLUMN, required=False),
                        ColSpec("binary", BYTES_COLUMN, required=False)]),
-        outputs=Schema([ColSpec("string", "class"), *[ColSpec("double", f"p_{c}") for c in classes]]),
+        outputs=Schema([ColSpec("string", "class"), *[ColSpec("double", f"p_{c}") for c in classes],
+                        ColSpec("boolean", "uncertain")]),
     )
 
 

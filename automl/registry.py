@@ -19,15 +19,17 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
+from automl.model_card import model_card
 from automl.pyfunc import evaluate_pages, save_ecg_model
 
-__all__ = ["CHAMPION", "CHALLENGER", "Promotion", "promote", "pull", "model_uri",
-           "write_model_files"]
+__all__ = ["CHAMPION", "CHALLENGER", "Promotion", "promote", "pull", "model_uri", "write_model_files"]
+
+# The data report's audit keys, and the version tags the model card reads them from.
+_AUDIT_TAGS = {"shortcut_audit": "audit_metadata", "layout_audit": "audit_layout", "header_audit": "audit_header"}
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,16 @@ def model_uri(name: str, alias: str | None = CHAMPION, version: int | str | None
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np.ndarray,
-            data_hash: str) -> Promotion:
-    """Register ``best`` (a ScoredCandidate) as a new version and give it the alias it earned."""
+def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np.ndarray, data_hash: str,
+            data_counts: dict | None = None, audits: dict | None = None) -> Promotion:
+    """Register ``best`` (a ScoredCandidate) as a new version and give it the alias it earned.
+
+    ``data_counts`` (pages per class and split) and ``audits`` (a data report's audit results on
+    the same data) go to the version's tags, for its model card, which is also logged to the
+    search's run as ``MODEL_CARD.md``.
+    """
+    import json
+
     from mlflow.exceptions import MlflowException
 
     client, name, metric = tracker.client, spec.registry_name, spec.metric
@@ -75,8 +84,13 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
             "pipeline": (best.candidate.description or model.description)[:5000],
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
             "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels))}
-    scores = {**evaluation.metrics, **evaluation.group_metrics()}
+    scores = {**evaluation.metrics, **evaluation.group_metrics(),
+              "ece_uncalibrated": best.calibration.get("holdout_ece_uncalibrated", math.nan)}
     tags.update({f"holdout_{k}": f"{v:.6g}" for k, v in scores.items() if math.isfinite(v)})
+    tags.update({"calibration": best.calibration.get("calibration", "none"),
+                 "uncertain_below": str(model.uncertain_below), "data_counts": json.dumps(data_counts or {})})
+    tags.update({tag: str(audits[key]["message"])[:5000] for key, tag in _AUDIT_TAGS.items()
+                 if audits and isinstance(audits.get(key), dict) and "message" in audits[key]})
     version = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id=run_id, tags=tags,
                                           description=f"{best.candidate.engine}: {model.description}"[:1000])
     _wait_ready(client, name, version.version)
@@ -98,6 +112,8 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
     client.set_registered_model_alias(name, alias, version.version)
     tracker.set_tags(run_id, {"smartecg.registered_version": version.version, "smartecg.alias": alias})
     client.set_model_version_tag(name, version.version, "promotion", reason)
+    card = model_card(name, client.get_model_version(name, version.version))
+    tracker.client.log_text(run_id, card, "MODEL_CARD.md")
     return Promotion(name, str(version.version), alias, score, previous.version if previous else None,
                      previous_score, reason)
 
@@ -130,7 +146,7 @@ def write_model_files(model, folder: Path) -> Path:
             pip_requirements=_requirements(model),  # explicit: inference would pin an uninstallable smartecg
         )
     out = mlflow.pyfunc.load_model(str(folder)).predict(example)
-    if list(out.columns) != ["class", *[f"p_{c}" for c in model.classes]] or len(out) != 1:
+    if list(out.columns) != ["class", *[f"p_{c}" for c in model.classes], "uncertain"] or len(out) != 1:
         raise RuntimeError(f"the saved model answers its input example with columns {list(out.columns)}")
     return folder
 
@@ -213,54 +229,3 @@ def pull(client, name: str, out: Path, *, alias: str | None = CHAMPION, version:
         got.rename(model_dir)  # whole folder or nothing
     (out / "MODEL_CARD.md").write_text(model_card(name, mv))
     return model_dir
-
-
-def model_card(name: str, mv) -> str:
-    tags: dict[str, Any] = dict(mv.tags)
-    aliases = ", ".join(getattr(mv, "aliases", []) or []) or "none"
-    metrics = {k[len("holdout_"):]: v for k, v in sorted(tags.items())
-               if k.startswith("holdout_") and k != "holdout_size" and not k.startswith("holdout_by_")}
-    lines = [
-        f"# {name} version {mv.version}", "",
-        f"- aliases: {aliases}",
-        f"- engine: {tags.get('engine', '?')}",
-        f"- pipeline: `{tags.get('pipeline', '?')}`",
-        f"- classes: {tags.get('classes', '?')}",
-        f"- feature sets: {tags.get('features', '?')}",
-        f"- data hash: {tags.get('data_hash', '?')} (holdout of {tags.get('holdout_size', '?')} pages)",
-        f"- code: git {tags.get('git_commit', '?')}; source run {mv.run_id}",
-        f"- promotion: {tags.get('promotion', '?')}", "",
-        "## Holdout metrics", "", "| metric | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in metrics.items()], "",
-        *_group_table(tags),
-        "## Use", "",
-        "```python",
-        "import mlflow.pyfunc, pandas as pd",
-        "model = mlflow.pyfunc.load_model('model')  # this folder",
-        "model.predict(pd.DataFrame({'image': ['page.jpg']}))  # class + p_<class> per page",
-        "```", "",
-        "## Limits", "",
-        "Trained and scored on the data named by the hash above; scores on other hospitals, devices or "
-        "layouts are unknown until measured. Not a medical device: a clinician reads every page.", "",
-    ]
-    return "\n".join(lines)
-
-
-def _group_table(tags: dict) -> list[str]:
-    """Holdout metrics per layout and page-size bucket, from the version's ``holdout_by_*`` tags."""
-    groups: dict[tuple[str, str], dict[str, str]] = {}
-    for key, value in tags.items():
-        if key.startswith("holdout_by_"):
-            kind, group, metric = key[len("holdout_by_"):].split(".", 2)
-            groups.setdefault((kind, group), {})[metric] = value
-    if not groups:
-        return []
-    lines = ["## Holdout metrics per layout and page size", "",
-             "A model that reads the traces scores alike across layouts and page sizes; a large gap "
-             "means it leans on how the page looks.", "",
-             "| by | group | pages | accuracy | macro-F1 |", "|---|---|---|---|---|"]
-    for (kind, group), values in sorted(groups.items()):
-        n = values.get("n", "?")
-        lines.append(f"| {kind} | {group} | {n} | {values.get('accuracy', '?')} | {values.get('macro_f1', '?')} |")
-    return lines + [""]
-

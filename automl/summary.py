@@ -21,6 +21,13 @@ def search_summary(result) -> str:
     lines.append(f"best: {best.candidate.engine} {best.candidate.description}")
     lines.append(f"holdout: {best.evaluation.summary()}")
     lines += [f"  {line}" for line in best.evaluation.group_lines()]
+    ece = best.evaluation.metrics.get("ece", float("nan"))
+    lines.append(f"calibration: {best.calibration.get('calibration', 'none')}; holdout ECE {ece:.3f} "
+                 f"(uncalibrated {best.calibration.get('holdout_ece_uncalibrated', float('nan')):.3f})")
+    if result.explanations:
+        lines.append(f"explained {_count(len(result.explanations), 'holdout page')} (overlays under the run's "
+                     "explanations/):")
+        lines += [f"  {line}" for line in result.explanations]
     lines.append(f"registry: {promotion.name} v{promotion.version} is now '{promotion.alias}' ({promotion.reason})")
     uri_flag = "" if result.tracking_uri.endswith("mlruns/mlflow.db") else f" --tracking-uri {result.tracking_uri}"
     lines += [

@@ -11,6 +11,14 @@ def test_the_shipped_specs_load(name):
     assert spec.engine("tpot").weight > 0 and spec.features
 
 
+def test_calibration_uncertainty_and_explanations_come_from_the_spec(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("calibration: isotonic\nuncertain_below: 0.75\nexplain: {pages_per_class: 0}\n")
+    spec = load_spec(path)
+    assert (spec.calibration, spec.uncertain_below, spec.explain_pages, spec.lime_samples) == ("isotonic", 0.75, 0, 200)
+    assert load_spec("quick").explain_pages == 1 and load_spec("default").calibration == "auto"
+
+
 def test_no_spec_means_default():
     assert load_spec(None).name == "smartecg-default"
 
@@ -25,6 +33,10 @@ def test_no_spec_means_default():
     ("split_fractions: [0.5, 0.5, 0.5]\n", "summing to 1"),
     ("- a list\n", "mapping"),
     ("metric: [unclosed\n", "not valid YAML"),
+    ("calibration: platt\n", "calibration must be one of auto, temperature, sigmoid, isotonic, none"),
+    ("uncertain_below: 1.5\n", "uncertain_below must be a probability between 0 and 1"),
+    ("explain: {pages: 2}\n", "explain takes pages_per_class and lime_samples"),
+    ("explain: {lime_samples: 3}\n", "lime_samples >= 10"),
 ])
 def test_mistakes_are_refused_naming_the_file(tmp_path, text, message):
     path = tmp_path / "mine.yaml"

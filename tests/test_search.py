@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,7 +36,8 @@ def store(tmp_path_factory):
     data = generate_dataset(root / "data", 10, seed=21, layouts=LayoutMix(six_by_two=0.4, gridless=0.3), progress=False)
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     env = {"SMARTECG_CACHE": str(root / "cache"), "MLFLOW_TRACKING_URI": uri}
-    first = smartecg("search", "--data", data, "--budget", "40s", "--experiment", "quick", "--quiet",
+    smartecg("data", "report", data, "--out", root / "report", env=env)  # its audits go on the model card
+    first = smartecg("search", "--data", data, "--budget", "50s", "--experiment", "quick", "--quiet",
                      env=env, cwd=root)
     return SimpleNamespace(root=root, data=data, uri=uri, env=env, first=first)
 
@@ -122,6 +124,56 @@ def test_pull_writes_a_model_that_loads_anywhere(store, tmp_path):
     assert {"3x4_rhythm", "6x2"} <= set(scores["by_group"]["layout"])
     assert "layout 6x2:" in shown and "size landscape" in shown
     assert (tmp_path / "scores" / "confusion.png").exists()
+
+
+def test_the_search_calibrates_its_models_explains_holdout_pages_and_writes_a_model_card(store, tmp_path):
+    client = client_for(store.uri)
+    runs, parents = search_runs(client)
+    parent = parents[0]
+    champion = client.get_model_version_by_alias("smartecg", "champion")
+    # TPOT's pipelines are refitted on every training page: calibrated on out-of-fold predictions.
+    assert champion.tags["calibration"].startswith("Platt (sigmoid) scaling per class, fitted on")
+    assert "out-of-fold predictions" in champion.tags["calibration"]
+    assert 0.0 <= float(champion.tags["holdout_ece"]) <= 1.0 and "holdout_ece_uncalibrated" in champion.tags
+    candidates = [t for t in children(runs, parent) if "holdout_macro_f1" in t.data.metrics]
+    assert candidates and all("smartecg.calibration" in t.data.tags and "holdout_ece" in t.data.metrics
+                              for t in candidates)
+    # One holdout page per class (quick.yaml) explained with the best model while the budget lasts
+    # (the last ones may not fit on a slow machine), overlays logged.
+    shown = {a.path for a in client.list_artifacts(parent.info.run_id, "explanations")}
+    overlays = [p for p in shown if p.endswith(".lime.png")]
+    assert len(overlays) >= 3 and "explanations/explanations.json" in shown
+    local = client.download_artifacts(parent.info.run_id, "explanations/explanations.json", str(tmp_path))
+    records = json.loads(Path(local).read_text())
+    assert len(records) == len(overlays) and len({r["true_class"] for r in records}) == len(records)
+    assert all(r["summary"].startswith(f"{r['class']} ") and sum(r["lead_shares"].values()) == pytest.approx(1, abs=1e-3)
+               for r in records)
+    assert f"explained {len(records)} holdout pages" in store.first.stdout
+    assert "calibration: Platt" in store.first.stdout
+    card = Path(client.download_artifacts(parent.info.run_id, "MODEL_CARD.md", str(tmp_path))).read_text()
+    assert "## Calibration" in card and "expected calibration error on the holdout" in card
+    assert "## Shortcut audit" in card and "- page metadata (size, file size, colour mode): OK" in card
+    assert "| MI | " in card and "## Known limits" in card
+
+
+def test_explain_and_predict_explain_name_the_leads_of_the_tpot_champions_answer(store, tmp_path):
+    import re
+
+    page = str(sorted(store.data.glob("MI/*.jpg"))[0])
+    out = smartecg("explain", page, "--method", "lime", "--samples", "80", "--out", tmp_path / "ex",
+                   env=store.env).stdout
+    leads = "|".join(["aVR", "aVL", "aVF", "III", "II", "I", "V1", "V2", "V3", "V4", "V5", "V6"])
+    assert re.search(rf"{re.escape(page)}: \w+ [01]\.\d\d - most evidence in ({leads})\b", out), out
+    overlay = tmp_path / "ex" / f"{Path(page).stem}.lime.png"
+    record = json.loads(overlay.with_suffix(".json").read_text())
+    assert overlay.stat().st_size > 10_000 and record["method"] == "lime" and record["summary"] in out
+    wrong = smartecg("explain", page, "--method", "gradcam", "--out", tmp_path / "ex", env=store.env, check=False)
+    assert wrong.returncode == 2 and "Grad-CAM needs a network" in wrong.stderr and "--method lime" in wrong.stderr
+    answer = smartecg("predict", page, "--explain", "--json", "--out", tmp_path / "px", env=store.env).stdout
+    row = json.loads(answer.strip().splitlines()[-1])
+    assert isinstance(row["uncertain"], bool) and Path(row["explanation"]["overlay"]).exists()
+    missing = smartecg("explain", tmp_path / "nope.jpg", "--out", tmp_path / "ex", env=store.env, check=False)
+    assert missing.returncode == 1 and "nope.jpg" in missing.stderr
 
 
 class PriorEngine:
