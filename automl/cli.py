@@ -12,6 +12,8 @@ from pathlib import Path
 from automl import __version__
 from automl.experiment import ENGINES
 
+EXPLAIN_METHODS = ("auto", "gradcam", "lime")  # automl.explain's (not imported here: --help stays instant)
+
 log = logging.getLogger("smartecg")
 
 
@@ -126,8 +128,28 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", default="models:/smartecg@champion",
                          help="model URI or a pulled model folder (default: models:/smartecg@champion)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    predict.add_argument("--explain", nargs="?", const="auto", default=None, choices=EXPLAIN_METHODS,
+                         metavar="METHOD", help="also say which leads each answer rests on and write an overlay "
+                         "PNG: gradcam (networks), lime (any model) or auto (default when given alone)")
+    predict.add_argument("--out", default="explanations", help="folder for the overlays of --explain "
+                         "(default: explanations)")
     predict.add_argument("--tracking-uri", default=None, help=tracking_help)
     predict.set_defaults(handler=_predict)
+
+    explain = commands.add_parser("explain", help="which leads a model's answer rests on: Grad-CAM or LIME overlays")
+    explain.add_argument("images", nargs="+", help="image files")
+    explain.add_argument("--method", default="auto", choices=EXPLAIN_METHODS,
+                         help="gradcam (Keras networks), lime (any model), auto: Grad-CAM where it applies")
+    explain.add_argument("--out", required=True, help="folder for <image>.<method>.png and .json")
+    explain.add_argument("--model", default="models:/smartecg@champion",
+                         help="model URI or a pulled model folder (default: models:/smartecg@champion)")
+    explain.add_argument("--class", dest="class_name", default=None,
+                         help="the class to explain (default: the predicted one)")
+    explain.add_argument("--layer", default=None, help="Grad-CAM's layer (default: the last convolution block)")
+    explain.add_argument("--samples", type=positive_int, default=300, help="LIME's perturbed pages (default 300)")
+    explain.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    explain.add_argument("--tracking-uri", default=None, help=tracking_help)
+    explain.set_defaults(handler=_explain)
 
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled dataset folder (every page)")
     evaluate.add_argument("data", help="dataset folder (<Class>/ or train/<Class>/)")
@@ -263,7 +285,15 @@ def _pull(args) -> int:
 def _predict(args) -> int:
     from automl.predict import predict_files
 
-    return predict_files(args.images, args.model, tracking_uri=args.tracking_uri, as_json=args.json)
+    return predict_files(args.images, args.model, tracking_uri=args.tracking_uri, as_json=args.json,
+                         explain=args.explain, out=args.out)
+
+
+def _explain(args) -> int:
+    from automl.predict import explain_files
+
+    return explain_files(args.images, args.model, method=args.method, out=args.out, tracking_uri=args.tracking_uri,
+                         class_name=args.class_name, layer=args.layer, lime_samples=args.samples, as_json=args.json)
 
 
 def _evaluate(args) -> int:
@@ -272,7 +302,7 @@ def _evaluate(args) -> int:
     evaluation = evaluate_folder(args.data, args.model, tracking_uri=args.tracking_uri, out=args.out)
     metrics = evaluation.metrics
     print(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, "
-          f"ROC-AUC {metrics['roc_auc']:.3f}")
+          f"ROC-AUC {metrics['roc_auc']:.3f}, ECE {metrics['ece']:.3f}")
     print("per-class F1: " + ", ".join(f"{k[3:]} {v:.3f}" for k, v in metrics.items() if k.startswith("f1_")))
     for line in evaluation.group_lines():
         print(line)

@@ -1,4 +1,4 @@
-"""``smartecg predict``: classify image files with a registered or pulled model, one line each."""
+"""``smartecg predict``, ``explain`` and ``evaluate``: a registered or pulled model on image files."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 
-__all__ = ["evaluate_folder", "load_pyfunc", "predict_files"]
+__all__ = ["ecg_model", "evaluate_folder", "explain_files", "load_pyfunc", "predict_files"]
 
 
 def load_pyfunc(model: str, tracking_uri: str | None = None):
@@ -23,35 +23,89 @@ def load_pyfunc(model: str, tracking_uri: str | None = None):
     return mlflow.pyfunc.load_model(model), model
 
 
-def predict_files(images: list[str], model: str, *, tracking_uri: str | None = None, as_json: bool = False) -> int:
+def predict_files(images: list[str], model: str, *, tracking_uri: str | None = None, as_json: bool = False,
+                  explain: str | None = None, out: str | Path = "explanations", lime_samples: int = 300) -> int:
     """Print each image's class and probabilities; unreadable images are named and skipped.
 
+    A page whose top probability is below the model's threshold is flagged "uncertain - refer
+    for review". With ``explain`` (a method of :mod:`automl.explain`), each answer also says
+    which leads it rests on and an overlay PNG is written to ``out``.
     Returns 0 when every image was classified, 1 when some could not be.
     """
     import pandas as pd
 
+    from automl.explain import UNCERTAIN
     from features.imageio import ImageReadError
 
     loaded, _ = load_pyfunc(model, tracking_uri)
-    rows, failed = [], 0
+    failed = 0
     for image in images:  # one at a time, so one bad file is named and the others still get an answer
         try:
-            out = loaded.predict(pd.DataFrame({"image": [str(Path(image).resolve())]}))
+            out_row = loaded.predict(pd.DataFrame({"image": [str(Path(image).resolve())]}))
+            found, overlay = _explained(loaded, image, explain, out, lime_samples) if explain else (None, None)
         except ImageReadError as exc:
             print(f"smartecg: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        record = out.iloc[0].to_dict()
-        rows.append({"image": image, "class": record.pop("class"),
-                     "probabilities": {k[2:]: round(float(v), 4) for k, v in record.items()}})
-    for row in rows:
+        record = out_row.iloc[0].to_dict()
+        row = {"image": image, "class": record.pop("class"), "uncertain": bool(record.pop("uncertain", False)),
+               "probabilities": {k[2:]: round(float(v), 4) for k, v in record.items() if k.startswith("p_")}}
+        if found is not None:
+            row["explanation"] = {"summary": found.summary, "overlay": str(overlay), "method": found.method,
+                                  "lead_shares": found.to_dict()["lead_shares"]}
         if as_json:
             print(json.dumps(row))
-        else:
-            top = row["probabilities"][row["class"]]
-            others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[1:3])
-            print(f"{row['image']}: {row['class']} {top:.2f} (then {others})")
+            continue
+        top = row["probabilities"][row["class"]]
+        others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[1:3])
+        line = f"{row['image']}: {row['class']} {top:.2f} (then {others})"
+        if found is not None:
+            line = f"{row['image']}: {found.summary} (then {others}); overlay {overlay}"
+        elif row["uncertain"]:
+            line += f" - {UNCERTAIN}"
+        print(line)
     return 1 if failed else 0
+
+
+def explain_files(images: list[str], model: str, *, method: str = "auto", out: str | Path = "explanations",
+                  tracking_uri: str | None = None, class_name: str | None = None, layer: str | None = None,
+                  lime_samples: int = 300, as_json: bool = False) -> int:
+    """Explain each image: a summary line, ``<name>.<method>.png`` (overlay) and ``.json`` in ``out``.
+
+    Returns 0 when every image was explained, 1 when some could not be read.
+    """
+    loaded, _ = load_pyfunc(model, tracking_uri)
+    from features.imageio import ImageReadError
+
+    failed = 0
+    for image in images:
+        try:
+            found, overlay = _explained(loaded, image, method, out, lime_samples, class_name=class_name, layer=layer)
+        except ImageReadError as exc:
+            print(f"smartecg: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        record = {"image": image, "overlay": str(overlay), **found.to_dict()}
+        overlay.with_suffix(".json").write_text(json.dumps(record, indent=2))
+        print(json.dumps(record) if as_json else f"{image}: {found.summary}; overlay {overlay}")
+    return 1 if failed else 0
+
+
+def _explained(loaded, image: str, method: str, out: str | Path, lime_samples: int, **options):
+    """(the Explanation, the overlay PNG written) of one image with a loaded pyfunc's ECGModel."""
+    from automl.explain import explain
+    from automl.overlay import write_overlay
+
+    found = explain(ecg_model(loaded), image, method=method, lime_samples=lime_samples, **options)
+    return found, write_overlay(found, image, Path(out) / f"{Path(image).stem}.{found.method}.png")
+
+
+def ecg_model(loaded):
+    """The :class:`~automl.model.ECGModel` inside a loaded SmartECG pyfunc."""
+    inner = getattr(loaded.unwrap_python_model(), "model", None)
+    if inner is None or not hasattr(inner, "proba_from_features"):
+        raise ValueError("this is not a SmartECG model (no ECGModel inside the pyfunc)")
+    return inner
 
 
 def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, out: str | None = None):
