@@ -10,6 +10,8 @@ Runs carry the host and pid of the search that owns them, so a search started af
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -64,6 +66,19 @@ def use_store(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+@contextlib.contextmanager
+def _first_use_lock(tracking_uri: str):
+    """One process at a time opens a SQLite store: MLflow creates and migrates its tables on first
+    use, and two searches or workers starting together on a new store would both try."""
+    db = _sqlite_file(tracking_uri)
+    if db is None:
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def default_artifact_root(tracking_uri: str) -> str | None:
     """Artifacts of the default SQLite store sit beside it in ``mlruns/artifacts``."""
     db = _sqlite_file(tracking_uri)
@@ -88,8 +103,9 @@ class SearchTracker:
 
     def __init__(self, tracking_uri: str, experiment_name: str) -> None:
         self.tracking_uri = tracking_uri
-        self.client = use_store(tracking_uri)
-        self.experiment_id = self._experiment(experiment_name)
+        with _first_use_lock(tracking_uri):
+            self.client = use_store(tracking_uri)
+            self.experiment_id = self._experiment(experiment_name)
         self.parent_run_id: str | None = None
         pid = os.getpid()  # every run this tracker makes is owned by this process
         self._owner_tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(pid), TAG_PID_START: _start_time(pid)}
@@ -135,7 +151,7 @@ class SearchTracker:
 
     def start_search(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={**tags, **self._owner_tags, TAG_KIND: "search"})
+                                     tags={TAG_KIND: "search", **tags, **self._owner_tags})
         self.parent_run_id = run.info.run_id
         self.log_params(self.parent_run_id, params)
         return self.parent_run_id
@@ -159,6 +175,9 @@ class SearchTracker:
         params = {"pipeline": trial.description, **{f"param.{k}": v for k, v in trial.params.items()}}
         metrics = {f"val_{metric}": trial.score, "fit_seconds": trial.fit_seconds}
         tags = [RunTag("smartecg.error", trial.error[:5000])] if trial.error else []
+        if "study_trial" in trial.extra:  # links the run to its Optuna trial, whichever machine ran it
+            tags += [RunTag("smartecg.study", str(trial.extra.get("study", ""))),
+                     RunTag("smartecg.study_trial", str(trial.extra["study_trial"]))]
         rows = _metric_rows(metrics) + _epoch_rows(trial.extra.get("epochs", []), metric)
         # One batch: every SQLite commit costs, and a search logs hundreds of trials.
         self.client.log_batch(run_id, metrics=rows, params=_param_rows(params), tags=tags)

@@ -92,11 +92,11 @@ class OptunaEngine:
             "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
             "families": self.families, "views": self.views, "heights": self.heights,
             "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
-            "pruner": self.pruner, "storage": self.storage or default_storage(), "weights_dir": self.weights_dir,
+            "pruner": self.pruner, "storage": self.storage_url(), "weights_dir": self.weights_dir,
             "max_trials": self.max_trials, "enqueue": self.enqueue, "threads": self.threads,
             "cache_dir": str(default_cache_dir()),
         }
-        job["study_name"] = self.study or default_study_name(data.experiment, job)
+        job["study_name"] = self.study_name(data.experiment)
         _check_study(job)
         # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
         job["deadline"] = time.time() + (deadline - load_reserve - time.monotonic())
@@ -107,6 +107,27 @@ class OptunaEngine:
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
         return self._best(trials.records)
+
+    def study_name(self, experiment: str) -> str:
+        """The study this engine adds trials to: the ``study`` option, else one named after its choices."""
+        return self.study or default_study_name(experiment, {"families": self.families, "views": self.views,
+                                                             "heights": self.heights,
+                                                             "signal_lengths": self.signal_lengths})
+
+    def storage_url(self) -> str:
+        return self.storage or default_storage()
+
+    def trial_count(self, experiment: str) -> int:
+        """Trials the study holds so far (0 when it does not exist yet)."""
+        import optuna
+
+        from automl.engines.optuna_storage import open_storage
+
+        try:
+            study = optuna.load_study(study_name=self.study_name(experiment), storage=open_storage(self.storage_url()))
+        except KeyError:
+            return 0
+        return len(study.get_trials(deepcopy=False))
 
     def _best(self, records: list[dict]) -> list[Candidate]:
         done = [r for r in records if r["status"] == "ok" and r.get("model") and r.get("score") is not None]
@@ -147,14 +168,17 @@ def _check_study(job: dict) -> None:
     """Refuse, in one line, a named study whose stored choices differ from the spec's (every trial would fail)."""
     import optuna
 
+    from automl.engines.optuna_storage import open_storage, shown_storage
+
     try:
-        study = optuna.load_study(study_name=job["study_name"], storage=job["storage"])
+        study = optuna.load_study(study_name=job["study_name"], storage=open_storage(job["storage"]))
     except KeyError:
         return  # a new study: the worker creates it
     conflicts = conflicting_choices(study, job)
     if conflicts:
-        raise ValueError(f"Optuna study {job['study_name']!r} in {job['storage']} was searched with other choices "
-                         f"({'; '.join(conflicts)}): keep the spec's choices, or name a new study (optuna option study)")
+        raise ValueError(f"Optuna study {job['study_name']!r} in {shown_storage(job['storage'])} was searched with "
+                         f"other choices ({'; '.join(conflicts)}): keep the spec's choices, or name a new study "
+                         "(optuna option study)")
 
 
 def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -38,11 +38,12 @@ def main(workdir: str) -> int:
 
     from automl.engines.deep_training import configure_tensorflow
     from automl.engines.optuna_space import make_pruner
+    from automl.engines.optuna_storage import open_storage
 
     configure_tensorflow(job["seed"], threads=job.get("threads", 2))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=job["storage"], study_name=job["study_name"], direction="maximize", load_if_exists=True,
+        storage=open_storage(job["storage"]), study_name=job["study_name"], direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=job["seed"]), pruner=make_pruner(job["pruner"], job["max_epochs"]),
     )
     for params in job.get("enqueue", []):
@@ -76,7 +77,8 @@ class _Objective:
         setup = sample_setup(trial, self.job)
         epochs: list[dict] = []
         record = {"description": setup.description, "params": trial.params, "score": None, "status": "failed",
-                  "error": "", "extra": {"epochs": epochs, "study_trial": trial.number}}
+                  "error": "", "extra": {"epochs": epochs, "study_trial": trial.number,
+                                         "study": self.job["study_name"]}}
         try:
             score = self._train(trial, setup, record, epochs)
             record.update(score=score, status="ok")
