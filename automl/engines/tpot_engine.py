@@ -36,18 +36,21 @@ class TPOTEngine:
     each pipeline. max_eval_seconds: TPOT's (soft) limit per pipeline. n_jobs: Dask workers.
     candidates: how many of the best pipelines are refitted and scored on the holdout.
     early_stop: generations without improvement before TPOT stops itself (None: never).
+    dask_scheduler: address of a running Dask scheduler (``tcp://host:8786``) whose workers
+    evaluate the pipelines instead of a local cluster (every worker needs SmartECG installed).
     """
 
     name = "tpot"
 
     def __init__(self, population_size: int = 16, cv: int = 5, max_eval_seconds: float = 60.0, n_jobs: int = 2,
-                 candidates: int = 3, early_stop: int | None = None) -> None:
+                 candidates: int = 3, early_stop: int | None = None, dask_scheduler: str | None = None) -> None:
         self.population_size = int(population_size)
         self.cv = int(cv)
         self.max_eval_seconds = float(max_eval_seconds)
         self.n_jobs = int(n_jobs)
         self.candidates = int(candidates)
         self.early_stop = early_stop
+        self.dask_scheduler = dask_scheduler
         if self.population_size < 2 or self.cv < 2 or self.n_jobs < 1 or self.candidates < 1 or self.max_eval_seconds <= 0:
             raise ValueError("tpot options: population_size >= 2, cv >= 2, n_jobs >= 1, candidates >= 1, "
                              "max_eval_seconds > 0")
@@ -70,6 +73,7 @@ class TPOTEngine:
             "cv": self._folds(y), "n_jobs": self.n_jobs,
             "population_size": self.population_size, "early_stop": self.early_stop,
             "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
+            "dask_scheduler": self.dask_scheduler,
         }))
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
         run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll)

@@ -12,12 +12,13 @@ pickles (parsers, the hook) lives at module level: TPOT's checkpoints are plain 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pickle
 import time
 
 import numpy as np
+
+from automl.engines.trialfile import append_line
 
 __all__ = ["CV_SCORERS", "EvaluationLog", "build_search_space", "flat_params", "pipeline_text"]
 
@@ -134,8 +135,10 @@ class EvaluationLog:
     base64), so the parent can refit the best ones without TPOT.
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, cv, scoring: str, path: str, name: str = "cv_score") -> None:
+    def __init__(self, X: np.ndarray, y: np.ndarray, cv, scoring: str, path: str, name: str = "cv_score",
+                 queue: str | None = None) -> None:
         self.X, self.y, self.cv, self.scoring, self.path = X, y, cv, scoring, path
+        self.queue = queue  # a Dask queue instead of the file, when workers may be on other machines
         self.__name__ = name  # TPOT names the objective's column after it
 
     def __call__(self, pipeline) -> float:
@@ -155,9 +158,9 @@ class EvaluationLog:
             raise
         finally:
             record["seconds"] = time.time() - record["start"]
-            line = (json.dumps(record) + "\n").encode()
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            if self.queue:
+                from distributed import Queue
+
+                Queue(self.queue).put(record)  # the TPOT worker process writes it to the file
+            else:
+                append_line(self.path, record)
