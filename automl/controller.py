@@ -97,8 +97,19 @@ def run_search(
     progress: bool = True,
     stream: TextIO | None = None,
     engine_factory: Callable[[EngineSpec], object] = make_engine,
+    register: bool = True,
+    manifest=None,
+    run_name: str | None = None,
+    run_tags: dict[str, str] | None = None,
+    documents: dict[str, dict] | None = None,
 ) -> SearchResult:
-    """Run one search; raises DatasetError for unusable data before anything is logged."""
+    """Run one search; raises DatasetError for unusable data before anything is logged.
+
+    ``register=False`` scores the candidates on the holdout but registers and explains nothing
+    (``smartecg worker`` adds trials to a shared study this way). ``manifest``: the scan of
+    ``data`` when the caller has one already. ``run_name``, ``run_tags`` go on the search's run (a
+    ``smartecg.kind`` among them replaces "search"), ``documents`` into it as JSON files.
+    """
     from features.cache import default_cache_dir
     from features.dataset import assign_splits, scan
     from features.synthetic import demo_dataset
@@ -113,7 +124,7 @@ def run_search(
     opener.shutdown(wait=False)
     shown.set_stage("data")  # SearchProgress also times each stage, for the run's seconds_* metrics
     root = Path(data) if data is not None else demo_dataset(progress=False)
-    manifest = scan(root, progress=False)
+    manifest = manifest if manifest is not None else scan(root, progress=False)
     skipped = {str(s.path): s.reason for s in manifest.skipped}
     for path, reason in skipped.items():
         shown.message(f"skipped {path}: {reason}")
@@ -124,17 +135,18 @@ def run_search(
     holdout_groups = _holdout_groups(frame, cache_dir=default_cache_dir())
 
     data_hash = manifest.data_hash()
-    search_run = _LazySearchRun(tracker_ready, name=f"search-{format_duration(budget_seconds)}", params={
+    search_run = _LazySearchRun(tracker_ready, name=run_name or f"search-{format_duration(budget_seconds)}", params={
         "budget_seconds": budget_seconds, "seed": seed, "data": str(root), "metric": spec.metric,
         "features": ",".join(spec.features), "engines": ",".join(e.name for e in spec.engines),
         "spec": spec.source, "n_images": len(frame), "n_skipped": len(skipped)},
         tags={"smartecg.data_hash": data_hash, "smartecg.git_commit": git_commit(),
-              "smartecg.budget": format_duration(budget_seconds)}, skipped=skipped)
+              "smartecg.budget": format_duration(budget_seconds), **(run_tags or {})},
+        documents={**({"skipped_files.json": skipped} if skipped else {}), **(documents or {})})
     workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
     status = "FAILED"
     try:
         result = _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash,
-                         seed, workdir, engine_factory)
+                         seed, workdir, engine_factory, register)
         result.skipped = sorted(skipped)
         status = "FINISHED"
         return result
@@ -155,8 +167,9 @@ class _LazySearchRun:
     """
 
     def __init__(self, tracker_ready: concurrent.futures.Future, *, name: str, params: dict, tags: dict,
-                 skipped: dict[str, str]) -> None:
-        self._ready, self._name, self._params, self._tags, self._skipped = tracker_ready, name, params, tags, skipped
+                 documents: dict[str, dict]) -> None:
+        self._ready, self._name, self._params, self._tags = tracker_ready, name, params, tags
+        self._documents = documents
         self._tracker: SearchTracker | None = None
 
     @property
@@ -165,8 +178,8 @@ class _LazySearchRun:
             tracker = self._ready.result()
             tracker.start_search(self._name, self._params, self._tags)
             self._tracker = tracker
-            if self._skipped:
-                tracker.log_dict(tracker.parent_run_id, self._skipped, "skipped_files.json")
+            for name, document in self._documents.items():
+                tracker.log_dict(tracker.parent_run_id, document, name)
         return self._tracker
 
     def finish(self, status: str) -> None:
@@ -186,7 +199,7 @@ def _open_tracker(uri: str, experiment: str) -> SearchTracker:
 
 
 def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash, seed,
-            workdir, engine_factory):
+            workdir, engine_factory, register):
     from features.handcrafted import PageFeatures
 
     classes = [c for c in manifest.classes if c in set(frame["label"])]
@@ -244,6 +257,7 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     else:
         tracker.log_metrics(run_id, {**best.evaluation.metrics, **best.evaluation.group_metrics()},
                             prefix="holdout_")
+    if best is not None and register:
         _log_plots(tracker, run_id, best, workdir)
         shown.set_stage("registry")
         from automl.audit import load_audits

@@ -53,6 +53,8 @@ class ExperimentSpec:
     # Holdout pages per class the search explains with its best model, and LIME's samples per page.
     explain_pages: int = 2
     lime_samples: int = 200
+    # Seconds of a search started without --budget (nightly runs); None: --budget is required.
+    budget_seconds: float | None = None
     source: str = "<defaults>"
 
     def engine(self, name: str) -> EngineSpec:
@@ -82,6 +84,7 @@ class ExperimentSpec:
             "reserve_seconds": self.reserve_seconds, "calibration": self.calibration,
             "uncertain_below": self.uncertain_below,
             "explain": {"pages_per_class": self.explain_pages, "lime_samples": self.lime_samples},
+            "budget": self.budget_seconds,
             "engines": {e.name: {"weight": e.weight, **e.options} for e in self.engines},
         }
 
@@ -118,7 +121,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
         raise ValueError(f"{path}: {message}")
 
     allowed = {"name", "registry_name", "metric", "features", "engines", "split_fractions", "reserve_seconds",
-               "calibration", "uncertain_below", "explain"}
+               "calibration", "uncertain_below", "explain", "budget"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -166,11 +169,19 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
     samples = explain.get("lime_samples", defaults.lime_samples)
     if not _whole_at_least(pages, 0) or not _whole_at_least(samples, 10):
         fail(f"explain: pages_per_class must be a whole number >= 0 and lime_samples >= 10, got {explain!r}")
+    budget = raw.get("budget")
+    if budget is not None:
+        from automl.budget import parse_duration
+
+        try:
+            budget = parse_duration(str(budget))
+        except ValueError as exc:
+            fail(f"budget: {exc}")
     return ExperimentSpec(
         name=str(raw.get("name", path.stem)), registry_name=str(raw.get("registry_name", defaults.registry_name)),
         metric=metric, features=features, engines=tuple(engines), split_fractions=fractions,
         reserve_seconds=float(reserve), calibration=calibration, uncertain_below=float(uncertain_below),
-        explain_pages=int(pages), lime_samples=int(samples), source=str(path),
+        explain_pages=int(pages), lime_samples=int(samples), budget_seconds=budget, source=str(path),
     )
 
 

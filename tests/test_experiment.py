@@ -19,6 +19,10 @@ def test_calibration_uncertainty_and_explanations_come_from_the_spec(tmp_path):
     assert load_spec("quick").explain_pages == 1 and load_spec("default").calibration == "auto"
 
 
+def test_the_nightly_spec_carries_its_own_budget():
+    assert load_spec("nightly").budget_seconds == 2 * 3600 and load_spec("default").budget_seconds is None
+
+
 def test_no_spec_means_default():
     assert load_spec(None).name == "smartecg-default"
 
@@ -29,7 +33,7 @@ def test_no_spec_means_default():
     ("engines: {gpt: {}}\n", "unknown engine 'gpt'"),
     ("engines: {tpot: {weight: 0}}\n", "every engine has weight 0"),
     ("engines: {tpot: {populaton_size: 8}}\n", "engines.tpot: unknown option(s) populaton_size"),
-    ("budget: 30m\n", "unknown key(s) budget"),
+    ("deadline: 30m\n", "unknown key(s) deadline"),
     ("split_fractions: [0.5, 0.5, 0.5]\n", "summing to 1"),
     ("- a list\n", "mapping"),
     ("metric: [unclosed\n", "not valid YAML"),
@@ -37,6 +41,7 @@ def test_no_spec_means_default():
     ("uncertain_below: 1.5\n", "uncertain_below must be a probability between 0 and 1"),
     ("explain: {pages: 2}\n", "explain takes pages_per_class and lime_samples"),
     ("explain: {lime_samples: 3}\n", "lime_samples >= 10"),
+    ("budget: 30\n", "budget: cannot read '30' as a duration"),
 ])
 def test_mistakes_are_refused_naming_the_file(tmp_path, text, message):
     path = tmp_path / "mine.yaml"
