@@ -110,9 +110,52 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--weights-dir", default=None, metavar="DIR",
                         help="folder with ImageNet weights (efficientnetb0_notop.h5) for transfer learning; "
                              "nothing is downloaded")
+    search.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                        help="a running Dask scheduler (tcp://host:8786) whose workers evaluate TPOT's pipelines")
     search.add_argument("--tracking-uri", default=None, help=tracking_help)
     search.add_argument("--quiet", action="store_true", help="no live progress line")
     search.set_defaults(handler=_search)
+
+    nightly = commands.add_parser("nightly", help="the nightly re-search: locked, logs what changed in the data, "
+                                  "resumes the studies, same holdout every night")
+    nightly.add_argument("--data", required=True, help="dataset folder (new images go to training)")
+    nightly.add_argument("--experiment", default="nightly", help="experiment spec (default: nightly)")
+    nightly.add_argument("--budget", default=None, help="wall time (default: the spec's budget)")
+    nightly.add_argument("--state-dir", default=None, metavar="DIR", help="lock, last scan and last summary "
+                         "(default: $SMARTECG_CACHE/nightly/<experiment>)")
+    nightly.add_argument("--seed", type=int, default=0)
+    nightly.add_argument("--progress", action="store_true", help="show the live progress line (off: cron logs)")
+    _scale_out_options(nightly, tracking_help)
+    nightly.set_defaults(handler=_nightly)
+
+    schedule = commands.add_parser("schedule", help="run `smartecg nightly` every night from cron")
+    schedule_commands = schedule.add_subparsers(title="schedule commands", metavar="COMMAND")
+    install = schedule_commands.add_parser("install", help="add (or replace) the crontab line; --print only shows it")
+    install.add_argument("--at", default="02:00", help="time of day, HH:MM (default 02:00)")
+    install.add_argument("--data", required=True, help="dataset folder")
+    install.add_argument("--experiment", default="nightly", help="experiment spec (default: nightly)")
+    install.add_argument("--budget", default=None, help="wall time (default: the spec's budget)")
+    install.add_argument("--log", default=None, metavar="FILE", help="where the runs' output goes "
+                         "(default: mlruns/nightly.log)")
+    install.add_argument("--print", action="store_true", help="print the line; change nothing")
+    install.add_argument("--user", default=None, help="install in this user's crontab (root only)")
+    _scale_out_options(install, tracking_help)
+    install.set_defaults(handler=_schedule_install)
+    uninstall = schedule_commands.add_parser("remove", help="take the nightly line out of the crontab")
+    uninstall.add_argument("--experiment", default="nightly", help="experiment spec (default: nightly)")
+    uninstall.add_argument("--user", default=None, help="this user's crontab (root only)")
+    uninstall.set_defaults(handler=_schedule_remove)
+
+    worker = commands.add_parser("worker", help="add trials to a shared Optuna study (run one per machine or core)")
+    worker.add_argument("--study", required=True, help="the study's name: every worker on it shares its trials")
+    worker.add_argument("--budget", required=True, help="how long this worker runs: 90s, 30m, 2h")
+    worker.add_argument("--data", default=None, help="dataset folder (default: the built-in demo set)")
+    worker.add_argument("--experiment", default=None, help="experiment spec whose optuna options it uses")
+    worker.add_argument("--trials", type=positive_int, default=None, help="stop after this many trials")
+    worker.add_argument("--seed", type=int, default=None, help="sampler seed (default: from the process id, "
+                        "so workers explore apart)")
+    _scale_out_options(worker, tracking_help, dask=False)
+    worker.set_defaults(handler=_worker)
 
     pull = commands.add_parser("pull", help="download a registered model and its model card")
     which = pull.add_mutually_exclusive_group()
@@ -159,12 +202,59 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tracking-uri", default=None, help=tracking_help)
     evaluate.set_defaults(handler=_evaluate)
 
+    serve = commands.add_parser("serve", help="a web page and JSON API for uploaded ECG pages, on 127.0.0.1")
+    serve.add_argument("--model", default="models:/smartecg@champion",
+                       help="model URI or a pulled model folder (default: models:/smartecg@champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1 only)")
+    serve.add_argument("--port", type=positive_int, default=8080)
+    serve.add_argument("--explain", default="auto", choices=("auto", "gradcam", "lime", "none"),
+                       help="the page's default explanation (default: auto)")
+    serve.add_argument("--lime-samples", type=positive_int, default=100, help="LIME's perturbed pages (default 100)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
+    serve.add_argument("--reload-on-promote", action=argparse.BooleanOptionalAction, default=True,
+                       help="watch the model's alias and serve the new version when a search promotes one "
+                       "(default: on, for alias URIs)")
+    serve.add_argument("--poll-seconds", type=float, default=30.0, help="how often the alias is checked (default 30)")
+    serve.add_argument("--tracking-uri", default=None, help=tracking_help)
+    serve.set_defaults(handler=_serve)
+
     ui = commands.add_parser("ui", help="the MLflow UI over SmartECG's store, on 127.0.0.1")
     ui.add_argument("--port", type=positive_int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1 only)")
     ui.add_argument("--tracking-uri", default=None, help=tracking_help)
     ui.set_defaults(handler=_ui)
     return parser
+
+
+def _scale_out_options(parser: argparse.ArgumentParser, tracking_help: str, dask: bool = True) -> None:
+    parser.add_argument("--tracking-uri", default=None, help=tracking_help)
+    parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage: sqlite:///..., "
+                        "postgresql://user@host/db, journal:///path/optuna.log (default: mlruns/optuna.db)")
+    parser.add_argument("--weights-dir", default=None, metavar="DIR", help="ImageNet weights for transfer learning")
+    if dask:
+        parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                            help="a running Dask scheduler (tcp://host:8786) for TPOT")
+
+
+def _with_overrides(spec, args):
+    """The spec with the command line's engines, storage, weights and Dask scheduler."""
+    if getattr(args, "engines", None):
+        spec = spec.with_engines([e.strip() for e in args.engines.split(",") if e.strip()])
+    overrides = {"storage": args.storage, "weights_dir": args.weights_dir}
+    spec = spec.with_options("optuna", **{k: v for k, v in overrides.items() if v is not None})
+    if getattr(args, "dask_scheduler", None):
+        spec = spec.with_options("tpot", dask_scheduler=args.dask_scheduler)
+    return spec
+
+
+def _spec_budget(args, spec) -> float:
+    from automl.budget import parse_duration
+
+    if args.budget:
+        return parse_duration(args.budget)
+    if spec.budget_seconds is None:
+        raise ValueError(f"{spec.source}: no budget in the spec; pass --budget (e.g. --budget 2h)")
+    return spec.budget_seconds
 
 
 def positive_int(text: str) -> int:
@@ -258,15 +348,80 @@ def _search(args) -> int:
     from automl.summary import search_summary
 
     budget = parse_duration(args.budget)
-    spec = load_spec(args.experiment)
-    if args.engines:
-        spec = spec.with_engines([e.strip() for e in args.engines.split(",") if e.strip()])
-    overrides = {"storage": args.storage, "weights_dir": args.weights_dir}
-    spec = spec.with_options("optuna", **{k: v for k, v in overrides.items() if v is not None})
+    spec = _with_overrides(load_spec(args.experiment), args)
     result = run_search(spec, budget, data=args.data, seed=args.seed, tracking_uri=args.tracking_uri,
                         progress=not args.quiet)
     print(search_summary(result))
     return 0 if result.best is not None else 1
+
+
+def _nightly(args) -> int:
+    from automl.experiment import load_spec
+    from automl.lock import LockHeld
+    from automl.nightly import run_nightly
+
+    spec = _with_overrides(load_spec(args.experiment), args)
+    try:
+        night = run_nightly(spec, _spec_budget(args, spec), data=args.data, seed=args.seed,
+                            tracking_uri=args.tracking_uri, state_dir=args.state_dir, progress=args.progress)
+    except LockHeld as exc:
+        print(f"smartecg: nightly: {exc}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
+    print(night.summary)
+    return 0 if night.search.best is not None else 1
+
+
+def _schedule_install(args) -> int:
+    from automl.experiment import load_spec
+    from automl.schedule import cron_line, install
+
+    spec = load_spec(args.experiment)  # refused here, not at 2 a.m.
+    _spec_budget(args, spec)
+    workdir = Path.cwd()
+    arguments = ["--data", str(Path(args.data).resolve()), "--experiment", args.experiment]
+    for flag, value in (("--budget", args.budget), ("--tracking-uri", args.tracking_uri), ("--storage", args.storage),
+                        ("--weights-dir", args.weights_dir), ("--dask-scheduler", args.dask_scheduler)):
+        if value:
+            arguments += [flag, value]
+    log_file = Path(args.log).resolve() if args.log else workdir / "mlruns" / "nightly.log"
+    line = cron_line(args.at, spec.name, workdir=workdir, arguments=arguments, log_file=log_file)
+    if args.print:
+        print(line)
+        return 0
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    changed = install(line, spec.name, user=args.user)
+    print(f"{'installed' if changed else 'already installed'}: {line}")
+    return 0
+
+
+def _schedule_remove(args) -> int:
+    from automl.experiment import load_spec
+    from automl.schedule import remove
+
+    name = load_spec(args.experiment).name
+    removed = remove(name, user=args.user)
+    print(f"removed the nightly line of {name}" if removed else f"no nightly line of {name} in the crontab")
+    return 0
+
+
+def _worker(args) -> int:
+    import os
+    import socket
+
+    from automl.budget import parse_duration
+    from automl.controller import run_search
+    from automl.experiment import load_spec
+
+    spec = _with_overrides(load_spec(args.experiment).with_engines(["optuna"]), args)
+    seed = args.seed if args.seed is not None else os.getpid()
+    spec = spec.with_options("optuna", study=args.study, **({"max_trials": args.trials} if args.trials else {}))
+    name = f"worker-{socket.gethostname()}-{os.getpid()}"
+    result = run_search(spec, parse_duration(args.budget), data=args.data, seed=seed, tracking_uri=args.tracking_uri,
+                        progress=False, register=False, run_name=name,
+                        run_tags={"smartecg.kind": "worker", "smartecg.study": args.study})
+    print(f"{name}: {result.trials} trial(s) added to study {args.study!r} in {result.elapsed:.0f} s; "
+          f"MLflow run {result.run_id}")
+    return 0 if result.trials else 1
 
 
 def _pull(args) -> int:
@@ -308,6 +463,22 @@ def _evaluate(args) -> int:
         print(line)
     if args.out:
         print(f"written: {args.out}/metrics.json, confusion.png, roc.png")
+    return 0
+
+
+def _serve(args) -> int:
+    from automl.serve import serve
+
+    if args.max_upload_mb <= 0 or args.poll_seconds <= 0:
+        raise ValueError("--max-upload-mb and --poll-seconds must be positive")
+    print(f"SmartECG on http://{args.host}:{args.port} serving {args.model} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        serve(args.model, host=args.host, port=args.port, tracking_uri=args.tracking_uri,
+              max_upload_bytes=int(args.max_upload_mb * 2 ** 20), explain=args.explain,
+              lime_samples=args.lime_samples, reload_on_promote=args.reload_on_promote,
+              poll_seconds=args.poll_seconds)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

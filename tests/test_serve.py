@@ -1,0 +1,215 @@
+"""The web page and its API, on a real uvicorn server, driven over HTTP and in headless Chromium."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cli_helpers import smartecg_command
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[1] / "reports" / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(synthetic_train, tmp_path_factory):
+    """A pipeline over the ``signals`` features, saved as SmartECG saves registered models."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from automl.model import ECGModel
+    from automl.registry import write_model_files
+    from features.handcrafted import PageFeatures
+
+    paths = sorted(str(p) for p in synthetic_train.glob("*/*.jpg"))
+    labels = [Path(p).parent.name for p in paths]
+    X = PageFeatures(sets=("signals",), n_jobs=2).transform(paths)
+    model = ECGModel(PageFeatures(sets=("signals",)), make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+                     .fit(X, labels), sorted(set(labels)), engine="tpot", description="scaler + logistic regression")
+    model.uncertain_below = 0.6
+    return write_model_files(model, tmp_path_factory.mktemp("served") / "model")
+
+
+class Server:
+    def __init__(self, *args, env=None, tmp: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = tmp / "server-tmp"
+        self.tmp.mkdir(exist_ok=True)
+        self.process = subprocess.Popen(smartecg_command() + ["serve", "--port", str(self.port), *map(str, args)],
+                                        env={**os.environ, "TMPDIR": str(self.tmp), **(env or {})},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(f"{self.url}/healthz", timeout=2).raise_for_status()
+                return
+            except requests.RequestException:
+                assert self.process.poll() is None, self.process.stderr.read()
+                assert time.monotonic() < deadline, "the server did not come up within 120 s"
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    running = Server("--model", model_dir, "--lime-samples", "30", "--max-upload-mb", "2",
+                     tmp=tmp_path_factory.mktemp("serve"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def page(synthetic_test) -> Path:
+    return sorted(synthetic_test.glob("MI/*.jpg"))[0]
+
+
+def test_a_good_page_gets_its_class_probabilities_and_an_overlay(server, page):
+    health = requests.get(f"{server.url}/healthz", timeout=10).json()
+    assert health["status"] == "ok" and len(health["classes"]) == 5 and health["uncertain_below"] == 0.6
+    answer = requests.post(f"{server.url}/api/predict", data=page.read_bytes(), timeout=120).json()
+    assert answer["class"] in health["classes"] and answer["type"] == "jpeg"
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert answer["probability"] == max(answer["probabilities"].values())
+    assert answer["method"] == "lime" and answer["summary"].startswith(answer["class"])
+    assert isinstance(answer["uncertain"], bool) and set(answer["lead_shares"]) >= {"I", "V6"}
+    overlay = Image.open(io.BytesIO(base64.b64decode(answer["overlay_png"])))
+    assert overlay.format == "PNG" and overlay.width > 500
+    # The same page as a form's file (curl -F file=@page.jpg), without an explanation.
+    form = requests.post(f"{server.url}/api/predict?explain=none", files={"file": (page.name, page.read_bytes())},
+                         timeout=60).json()
+    assert form["class"] == answer["class"] and form["file"] == page.name and "overlay_png" not in form
+    assert form["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-4)
+
+
+def test_bad_uploads_get_a_4xx_json_error_and_the_server_stays_up(server, page, tmp_path):
+    def post(data, **kwargs):
+        return requests.post(f"{server.url}/api/predict?explain=none", data=data, timeout=60, **kwargs)
+
+    text = post(b"Patient notes, not an image", headers={"Content-Type": "image/jpeg"})  # the name lies
+    assert text.status_code == 415 and "judged from its bytes" in text.json()["error"]
+    truncated = post(page.read_bytes()[:4000])
+    assert truncated.status_code == 422 and "error" in truncated.json()
+    oversized = post(b"\xff\xd8\xff" + os.urandom(3 * 2 ** 20))  # over the server's 2 MB
+    assert oversized.status_code == 413 and "larger than 2 MB" in oversized.json()["error"]
+    assert post(b"").status_code == 400
+    assert requests.post(f"{server.url}/api/predict?explain=everything", data=page.read_bytes(),
+                         timeout=60).status_code == 400
+    tiny = io.BytesIO()
+    Image.new("L", (40, 30), 255).save(tiny, format="PNG")
+    assert post(tiny.getvalue()).status_code == 422  # an image, but too small to hold 12 leads
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    assert post(page.read_bytes()).status_code == 200
+    assert list(server.tmp.iterdir()) == []  # no upload was ever written to disk
+
+
+def test_twenty_concurrent_requests_are_all_answered(server, synthetic_test):
+    pages = sorted(synthetic_test.glob("*/*.jpg"))[:20]
+
+    def ask(path):
+        return requests.post(f"{server.url}/api/predict?explain=none", data=path.read_bytes(), timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(ask, pages))
+    assert [a.status_code for a in answers] == [200] * 20
+    alone = [ask(path).json()["class"] for path in pages[:3]]
+    assert [a.json()["class"] for a in answers[:3]] == alone  # nothing mixed up between requests
+
+
+def test_the_served_model_follows_the_champion_alias(model_dir, tmp_path):
+    from automl.tracking import use_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = use_store(uri)
+    experiment = client.create_experiment("serve-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    client.create_registered_model("served")
+
+    def register() -> str:
+        run = client.create_run(experiment)
+        client.log_artifacts(run.info.run_id, str(model_dir), "model")
+        version = client.create_model_version("served", f"runs:/{run.info.run_id}/model", run.info.run_id).version
+        client.set_registered_model_alias("served", "champion", version)
+        return str(version)
+
+    first = register()
+    running = Server("--model", "models:/served@champion", "--tracking-uri", uri, "--poll-seconds", "1",
+                     tmp=tmp_path, env={"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri})
+    try:
+        assert requests.get(f"{running.url}/healthz", timeout=10).json()["version"] == first
+        second = register()
+        deadline = time.monotonic() + 60
+        while requests.get(f"{running.url}/healthz", timeout=10).json()["version"] != second:
+            assert time.monotonic() < deadline, "the server kept the old version"
+            time.sleep(0.5)
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def chromium():
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("Debian's chromium and chromium-driver are not installed here (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1800"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    yield browser
+    browser.quit()
+
+
+def test_a_page_uploaded_in_a_real_browser_shows_its_class_and_overlay(server, page, chromium):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium.get(server.url)
+    WebDriverWait(chromium, 30).until(lambda b: "classes:" in b.find_element(By.ID, "model").text)
+    chromium.find_element(By.ID, "file").send_keys(str(page))
+    WebDriverWait(chromium, 120).until(
+        lambda b: b.execute_script("const i = document.getElementById('overlay'); return i.complete && i.naturalWidth")
+        or b.find_element(By.ID, "error").text)
+    assert chromium.find_element(By.ID, "error").text == ""
+    shown = chromium.find_element(By.ID, "class").text
+    classes = requests.get(f"{server.url}/healthz", timeout=10).json()["classes"]
+    assert shown.split()[0] in classes and float(shown.split()[1]) > 0
+    assert "most evidence in" in chromium.find_element(By.ID, "summary").text or \
+        "no lead stands out" in chromium.find_element(By.ID, "summary").text
+    assert len(chromium.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 5
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "web-page.png"
+    chromium.save_screenshot(str(screenshot))
+    assert Image.open(screenshot).size[0] >= 800
+    # A bad file shows an error on the page, and the page keeps working.
+    bad = ARTIFACTS / "not-an-ecg.jpg"
+    bad.write_text("not an image")
+    chromium.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(chromium, 30).until(lambda b: b.find_element(By.ID, "error").text)
+    assert "not an image" in chromium.find_element(By.ID, "error").text
+    bad.unlink()
