@@ -52,7 +52,7 @@ def test_an_overconfident_models_ece_drops_after_calibration(noisy_problem, meth
     facts = calibrate_model(model, CalibrationSet(model.uncalibrated_proba(X_cal), y_cal, "calibration pages"), method)
     after = expected_calibration_error(y_test, model.proba_from_features(X_test))  # pages the calibrator never saw
     assert before > 0.15, before  # the model really is over-confident
-    assert after < 0.5 * before and after < 0.08, (method, before, after)
+    assert after < 0.5 * before and after < 0.1, (method, before, after)
     assert facts["calibration_ece_after"] < facts["calibration_ece_before"]
     assert "fitted on 1000 calibration pages" in facts["calibration"]
     assert np.allclose(model.proba_from_features(X_test).sum(axis=1), 1.0)
