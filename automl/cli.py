@@ -257,6 +257,13 @@ def _spec_budget(args, spec) -> float:
     return spec.budget_seconds
 
 
+def smartecg_command() -> list[str]:
+    """How this environment runs ``smartecg``: its script beside the interpreter, else ``python -m``
+    (cron, subprocesses and benchmarks may not have a virtualenv's ``bin`` on their PATH)."""
+    script = Path(sys.executable).with_name("smartecg")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -12,7 +12,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 __all__ = ["CronError", "cron_line", "install", "installed_lines", "parse_time", "remove"]
@@ -34,8 +33,10 @@ def parse_time(text: str) -> tuple[int, int]:
 
 def cron_line(at: str, experiment: str, *, workdir: str | Path, arguments: list[str], log_file: str | Path) -> str:
     """``MM HH * * * cd WORKDIR && SMARTECG nightly ARGS >> LOG 2>&1 # smartecg nightly: EXPERIMENT``."""
+    from automl.cli import smartecg_command
+
     hour, minute = parse_time(at)
-    command = [*_smartecg_command(), "nightly", *arguments]
+    command = [*smartecg_command(), "nightly", *arguments]  # cron's PATH does not include a virtualenv
     return (f"{minute} {hour} * * * cd {shlex.quote(str(workdir))} && {shlex.join(command)} "
             f">> {shlex.quote(str(log_file))} 2>&1 {_MARKER} {experiment}")
 
@@ -86,9 +87,3 @@ def _crontab(user: str | None) -> list[str]:
         raise CronError("crontab not found: install cron (Debian: apt-get install cron), or add the line shown by "
                         "`smartecg schedule install --print` to your scheduler")
     return [found, *(["-u", user] if user else [])]
-
-
-def _smartecg_command() -> list[str]:
-    """The ``smartecg`` script of this environment (cron's PATH does not include a virtualenv)."""
-    script = Path(sys.executable).with_name("smartecg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]

@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from automl.cli import smartecg_command
+
 __all__ = ["smartecg_command", "timed_search"]
-
-
-def smartecg_command() -> list[str]:
-    script = Path(sys.executable).with_name("smartecg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
 
 
 def timed_search(data: Path, budget_seconds: float, experiment: str, env: dict, cwd: Path):

@@ -3,13 +3,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-
-def smartecg_command() -> list[str]:
-    script = Path(sys.executable).with_name("smartecg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "automl.cli"]
+from automl.cli import smartecg_command
 
 
 def smartecg(*args, check=True, env=None, cwd=None, timeout=300):
