@@ -12,7 +12,6 @@ prediction only, measured in the same run.
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]  # the server is started and awaited as the tests do
+
+from cli_helpers import free_port, smartecg_command, wait_until_answering  # noqa: E402
 
 
 def main() -> None:
@@ -50,24 +52,13 @@ def main() -> None:
         pipeline.fit(PageFeatures(sets=("signals",), n_jobs=-1).transform(paths), labels)
         folder = write_model_files(ECGModel(PageFeatures(sets=("signals",)), pipeline, sorted(set(labels))),
                                    root / "model")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        script = Path(sys.executable).with_name("smartecg")
-        server = subprocess.Popen([str(script), "serve", "--model", str(folder), "--port", str(port),
-                                   "--lime-samples", str(args.lime_samples)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        port = free_port()
+        server = subprocess.Popen(smartecg_command() + ["serve", "--model", str(folder), "--port", str(port),
+                                                        "--lime-samples", str(args.lime_samples)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    requests.get(f"{url}/healthz", timeout=2).raise_for_status()
-                    break
-                except requests.RequestException:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not start")
-                    time.sleep(0.5)
+            wait_until_answering(f"{url}/healthz", server, "smartecg serve", seconds=120)
             modes = {
                 "predict (explain=none)": lambda: requests.post(f"{url}/api/predict?explain=none", data=page),
                 f"predict + LIME {args.lime_samples} + overlay": lambda: requests.post(

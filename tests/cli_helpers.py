@@ -1,8 +1,15 @@
-"""Run the `smartecg` command as users do: a real subprocess, stdin never a terminal (as in CI)."""
+"""Run the `smartecg` command as users do: a real subprocess, stdin never a terminal (as in CI).
+
+Also for the servers it starts (`smartecg ui`, `smartecg serve`): a free local port, and the wait
+until one answers. ``bench/serve.py`` uses these too.
+"""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
+import urllib.request
 
 from automl.cli import smartecg_command
 
@@ -14,3 +21,26 @@ def smartecg(*args, check=True, env=None, cwd=None, timeout=300):
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on, for a server to start on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, what: str, seconds: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fails naming ``what`` if ``process`` exits or ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:  # not listening yet, or an error status
+            pass
+        assert process.poll() is None, f"{what} exited ({process.returncode}) before answering {url}: " + (
+            process.stderr.read() if process.stderr else "")
+        assert time.monotonic() < deadline, f"{what} did not answer {url} within {seconds:.0f} s"
+        time.sleep(0.5)

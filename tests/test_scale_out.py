@@ -5,11 +5,10 @@ import glob
 import json
 import os
 import pwd
-import socket
 import subprocess
 
 import pytest
-from cli_helpers import smartecg, smartecg_command
+from cli_helpers import free_port, smartecg, smartecg_command
 
 from features.synthetic import generate_dataset
 
@@ -106,9 +105,7 @@ def postgres(tmp_path_factory):
         for path in (folder, *folder.parents[:2]):
             os.chmod(path, 0o755)
         os.chown(folder, account.pw_uid, account.pw_gid)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     data_dir = folder / "data"
     subprocess.run([*run_as, f"{bin_dir}/initdb", "-D", str(data_dir), "-U", "postgres", "--auth=trust"],
                    check=True, capture_output=True)

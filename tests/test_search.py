@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from cli_helpers import smartecg, smartecg_command
+from cli_helpers import free_port, smartecg, smartecg_command, wait_until_answering
 
 from features.synthetic import LayoutMix, generate_dataset
 
@@ -277,26 +277,12 @@ def test_pull_and_predict_without_a_registered_model_say_so_in_one_line(tmp_path
 
 
 def test_ui_serves_the_store_on_localhost(tmp_path):
-    import socket
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     server = subprocess.Popen(smartecg_command() + ["ui", "--port", str(port), "--tracking-uri", uri],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                    assert answer.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None, "the UI server exited"
-                assert time.monotonic() < deadline, "the UI did not come up within 60 s"
-                time.sleep(0.5)
+        wait_until_answering(f"http://127.0.0.1:{port}/health", server, "the UI server", seconds=60)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

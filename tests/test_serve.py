@@ -7,24 +7,17 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from cli_helpers import smartecg_command
+from cli_helpers import free_port, smartecg_command, wait_until_answering
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[1] / "reports" / "test-artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def model_dir(synthetic_train, tmp_path_factory):
 
 class Server:
     def __init__(self, *args, env=None, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp / "server-tmp"
         self.tmp.mkdir(exist_ok=True)
@@ -57,15 +50,7 @@ class Server:
                                         env={**os.environ, "TMPDIR": str(self.tmp), **(env or {})},
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                         start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(f"{self.url}/healthz", timeout=2).raise_for_status()
-                return
-            except requests.RequestException:
-                assert self.process.poll() is None, self.process.stderr.read()
-                assert time.monotonic() < deadline, "the server did not come up within 120 s"
-                time.sleep(0.5)
+        wait_until_answering(f"{self.url}/healthz", self.process, "smartecg serve", seconds=120)
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
