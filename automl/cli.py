@@ -104,15 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="experiment spec YAML, or a shipped one by name: default, quick, nightly")
     search.add_argument("--engines", default=None, help=f"comma-separated engines to run, from {', '.join(ENGINES)} (default: the spec's)")
     search.add_argument("--seed", type=int, default=0, help="random seed of the split and the engines")
-    search.add_argument("--storage", default=None, metavar="URL",
-                        help="Optuna storage of the deep search's study (default: sqlite:///mlruns/optuna.db); "
-                             "e.g. postgresql://host/db to share it between machines")
-    search.add_argument("--weights-dir", default=None, metavar="DIR",
-                        help="folder with ImageNet weights (efficientnetb0_notop.h5) for transfer learning; "
-                             "nothing is downloaded")
-    search.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                        help="a running Dask scheduler (tcp://host:8786) whose workers evaluate TPOT's pipelines")
-    search.add_argument("--tracking-uri", default=None, help=tracking_help)
+    _scale_out_options(search, tracking_help)
     search.add_argument("--quiet", action="store_true", help="no live progress line")
     search.set_defaults(handler=_search)
 
@@ -227,13 +219,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _scale_out_options(parser: argparse.ArgumentParser, tracking_help: str, dask: bool = True) -> None:
+    """Where trials, studies and TPOT's evaluations go, and the local weights: shared by every searching command."""
     parser.add_argument("--tracking-uri", default=None, help=tracking_help)
-    parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage: sqlite:///..., "
-                        "postgresql://user@host/db, journal:///path/optuna.log (default: mlruns/optuna.db)")
-    parser.add_argument("--weights-dir", default=None, metavar="DIR", help="ImageNet weights for transfer learning")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage of the deep search's study: sqlite:///..., postgresql://user@host/db "
+                             "(shared between machines), journal:///path/optuna.log (default: "
+                             "sqlite:///mlruns/optuna.db)")
+    parser.add_argument("--weights-dir", default=None, metavar="DIR",
+                        help="folder with ImageNet weights (efficientnetb0_notop.h5) for transfer learning; "
+                             "nothing is downloaded")
     if dask:
         parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                            help="a running Dask scheduler (tcp://host:8786) for TPOT")
+                            help="a running Dask scheduler (tcp://host:8786) whose workers evaluate TPOT's pipelines")
 
 
 def _with_overrides(spec, args):
