@@ -23,7 +23,7 @@ import pandas as pd
 
 from automl.lock import RunLock
 
-__all__ = ["DataChanges", "NightlyResult", "data_changes", "default_state_dir", "run_nightly"]
+__all__ = ["DataChanges", "NightlyResult", "data_changes", "default_state_dir", "run_nightly", "scan_table"]
 
 _SCAN_COLUMNS = ["path", "label", "sha256"]
 
@@ -71,10 +71,11 @@ def default_state_dir(experiment: str) -> Path:
     return cache_root() / "nightly" / experiment
 
 
-def data_changes(frame: pd.DataFrame, root: Path, previous: pd.DataFrame | None, data_hash: str,
+def data_changes(scanned: pd.DataFrame, previous: pd.DataFrame | None, data_hash: str,
                  previous_hash: str | None) -> DataChanges:
-    """Compare a manifest frame with the previous night's scan (columns path, label, sha256)."""
-    now = _relative(frame[_SCAN_COLUMNS], root).set_index("path")
+    """Compare tonight's scan with the previous night's (columns path, label, sha256; paths relative
+    to the data folder, as :func:`scan_table` gives them)."""
+    now = scanned.set_index("path")
     if previous is None:
         return DataChanges([], [], [], data_hash, None, len(now))
     before = previous.set_index("path")
@@ -99,8 +100,9 @@ def run_nightly(spec, budget_seconds: float, *, data: str | Path, seed: int = 0,
     with RunLock(state / "nightly.lock", "nightly run") as lock:
         notes = [lock.stale_message()] if lock.stale else []
         manifest = scan(root, progress=False)
+        scanned = scan_table(manifest.frame, root)
         previous, previous_hash = _read_scan(state)
-        changes = data_changes(manifest.frame, root, previous, manifest.data_hash(), previous_hash)
+        changes = data_changes(scanned, previous, manifest.data_hash(), previous_hash)
         optuna = _optuna_engine(spec)
         trials_before = optuna.trial_count(spec.name) if optuna else None
         started = time.strftime("%Y-%m-%d %H:%M")
@@ -114,7 +116,7 @@ def run_nightly(spec, budget_seconds: float, *, data: str | Path, seed: int = 0,
         summary = _summary(started, spec, changes, result, trials_before, trials_after, notes)
         _log_summary(result, summary)
         (state / "last_summary.txt").write_text(summary + "\n")
-        _write_scan(state, manifest.frame, root, changes.data_hash)  # last: a killed run changes nothing here
+        _write_scan(state, scanned, changes.data_hash)  # last: a killed run changes nothing here
     return NightlyResult(result, changes, trials_before, trials_after, summary)
 
 
@@ -146,26 +148,27 @@ def _log_summary(result, summary: str) -> None:
         pass
 
 
-def _relative(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
-    out = frame.copy()
+def scan_table(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """A manifest frame's path, label and sha256, paths relative to ``root`` (what nights compare)."""
+    out = frame[_SCAN_COLUMNS].copy()
     out["path"] = [os.path.relpath(p, root) for p in out["path"]]
     return out
 
 
 def _read_scan(state: Path) -> tuple[pd.DataFrame | None, str | None]:
-    path = state / "last_scan.csv"
     try:
-        frame = pd.read_csv(path, dtype=str, comment="#")
-        first = path.read_text().splitlines()[0]
-    except (OSError, ValueError, IndexError):
+        with open(state / "last_scan.csv") as handle:
+            first = handle.readline()  # "# data_hash ...", then the table
+            frame = pd.read_csv(handle, dtype=str)
+    except (OSError, ValueError):
         return None, None
     return frame[_SCAN_COLUMNS], first.removeprefix("# data_hash ").strip() or None
 
 
-def _write_scan(state: Path, frame: pd.DataFrame, root: Path, data_hash: str) -> None:
+def _write_scan(state: Path, scanned: pd.DataFrame, data_hash: str) -> None:
     path = state / "last_scan.csv"
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as handle:
         handle.write(f"# data_hash {data_hash}\n")
-        _relative(frame[_SCAN_COLUMNS], root).to_csv(handle, index=False)
+        scanned.to_csv(handle, index=False)
     os.replace(tmp, path)
