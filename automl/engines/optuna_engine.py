@@ -119,15 +119,8 @@ class OptunaEngine:
 
     def trial_count(self, experiment: str) -> int:
         """Trials the study holds so far (0 when it does not exist yet)."""
-        import optuna
-
-        from automl.engines.optuna_storage import open_storage
-
-        try:
-            study = optuna.load_study(study_name=self.study_name(experiment), storage=open_storage(self.storage_url()))
-        except KeyError:
-            return 0
-        return len(study.get_trials(deepcopy=False))
+        study = _stored_study(self.study_name(experiment), self.storage_url())
+        return 0 if study is None else len(study.get_trials(deepcopy=False))
 
     def _best(self, records: list[dict]) -> list[Candidate]:
         done = [r for r in records if r["status"] == "ok" and r.get("model") and r.get("score") is not None]
@@ -164,15 +157,24 @@ def default_study_name(experiment: str, job: dict) -> str:
     return f"{experiment}-optuna-{config_hash(space_choices(job))[:8]}"
 
 
-def _check_study(job: dict) -> None:
-    """Refuse, in one line, a named study whose stored choices differ from the spec's (every trial would fail)."""
+def _stored_study(name: str, storage_url: str):
+    """The study as stored, or None when it does not exist yet."""
     import optuna
 
-    from automl.engines.optuna_storage import open_storage, shown_storage
+    from automl.engines.optuna_storage import open_storage
 
     try:
-        study = optuna.load_study(study_name=job["study_name"], storage=open_storage(job["storage"]))
+        return optuna.load_study(study_name=name, storage=open_storage(storage_url))
     except KeyError:
+        return None
+
+
+def _check_study(job: dict) -> None:
+    """Refuse, in one line, a named study whose stored choices differ from the spec's (every trial would fail)."""
+    from automl.engines.optuna_storage import shown_storage
+
+    study = _stored_study(job["study_name"], job["storage"])
+    if study is None:
         return  # a new study: the worker creates it
     conflicts = conflicting_choices(study, job)
     if conflicts:
