@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from automl.engines.base import Candidate, TrainingData, TrialLog
-from automl.engines.runner import run_worker
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.runner import read_json, run_worker
 from automl.engines.trialfile import TrialTail
 from automl.model import ECGModel
 
@@ -53,6 +53,9 @@ class AutoKerasEngine:
     """
 
     name = "autokeras"
+    resumable = False  # a second call starts AutoKeras's search over (overwrite): only when starved
+    startup_estimate = 20.0  # TensorFlow twice (here and in the worker), page tensors, AutoKeras's set-up
+    min_trial_seconds = 15.0  # a small network's first epochs, and loading the kept ones
 
     def __init__(self, max_trials: int = 10, epochs: int = 10, view: str = "leads", size=(64, 96),
                  batch_size: int = 16, candidates: int = 1, validation_share: float = 0.2) -> None:
@@ -74,11 +77,14 @@ class AutoKerasEngine:
         if not 0.0 < share < 0.5:
             raise ValueError(f"autokeras option validation_share must be above 0 and below 0.5, got {validation_share!r}")
         self.validation_share = share
+        self.report: EngineReport | None = None
+        self._calls, self._logged, self._kept = 0, 0, []
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         start = time.monotonic()
         deadline = start + seconds
-        workdir = data.workdir / "autokeras"
+        self._calls += 1
+        workdir = data.workdir / "autokeras" / (f"call-{self._calls}" if self._calls > 1 else "")
         shutil.rmtree(workdir, ignore_errors=True)  # a previous search's trials must not be read as ours
         workdir.mkdir(parents=True)
         classes = list(data.classes)
@@ -103,11 +109,11 @@ class AutoKerasEngine:
             "threads": _cores(),
             "stop_at": _wall(kill_at - wrapup), "kill_at": _wall(kill_at),  # the worker's clock is time.time()
         }))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
+        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
         run = run_worker("automl.engines.autokeras_worker", workdir, kill_at, poll=trials.poll,
-                         env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+                         env={"TF_CPP_MIN_LOG_LEVEL": "2"}, since=start)
         trials.poll()
-        done = _read_json(workdir / "done.json")
+        done = read_json(workdir / "done.json")
         if run.stopped or done.get("out_of_time"):
             _log_cut_trial(workdir, trials)
         ending = ("; killed at the end of its slice" if run.stopped
@@ -116,9 +122,23 @@ class AutoKerasEngine:
                  sum(r["status"] == "ok" for r in trials.records), run.seconds, ending, done)
         if not run.stopped and run.returncode != 0 and not trials.records:
             raise RuntimeError(f"AutoKeras worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        candidates = self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val])
+        self._kept += self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val])
         shutil.rmtree(workdir / "ak", ignore_errors=True)  # keras-tuner's checkpoints: the kept networks are in best.pkl
-        return candidates
+        self._logged += len(trials.records)
+        self.report = self._report(seconds, time.monotonic() - start, run, done, trials.records)
+        return list(self._kept)
+
+    def _report(self, slice_seconds: float, seconds: float, run, done: dict, records: list[dict]) -> EngineReport:
+        out_of_time = run.stopped or bool(done.get("out_of_time"))
+        trials = sum(1 for r in records if r.get("extra", {}).get("trial_id"))  # not "no trial started"
+        if out_of_time and not trials:
+            return EngineReport(self.name, slice_seconds, seconds, 0, "starved",
+                                f"no trial: TensorFlow, the page tensors and AutoKeras's set-up took "
+                                f"{run.startup_seconds or seconds:.0f} s of the slice", run.startup_seconds)
+        if out_of_time:
+            return EngineReport(self.name, slice_seconds, seconds, trials, "slice", startup_seconds=run.startup_seconds)
+        return EngineReport(self.name, slice_seconds, seconds, trials, "finished",
+                            f"its {self.max_trials} trials, or AutoKeras's own stop", run.startup_seconds)
 
     def _tensors(self):
         from features.tensors import PageTensors
@@ -168,7 +188,7 @@ def _log_cut_trial(workdir: Path, trials: TrialTail) -> None:
     """The slice ended the search: report the trial a kill cut off, or that none ever started.
 
     A trial the worker stopped itself is already in ``trials.jsonl`` as "stopped"."""
-    inflight = _read_json(workdir / "inflight.json")
+    inflight = read_json(workdir / "inflight.json")
     if inflight:
         trials.log({"description": f"{inflight.get('description', 'network')} (cut off at the slice's end)",
                     "params": inflight.get("params", {}), "score": None,
@@ -203,12 +223,6 @@ def _cores() -> int:
 def _wall(monotonic_time: float) -> float:
     return time.time() + (monotonic_time - time.monotonic())
 
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _whole(value, name: str) -> int:

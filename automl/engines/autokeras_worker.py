@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from automl.engines.runner import watch_parent
+from automl.engines.runner import mark_ready, watch_parent
 
 
 def main(workdir: str) -> int:
@@ -58,6 +58,7 @@ def main(workdir: str) -> int:
     tuner = classifier.tuner
     search_start = time.time()
     timings["init"] = search_start - started - timings["import"]
+    mark_ready(path)
     try:
         classifier.fit(
             data["x_train"], _targets(data["y_train"], n_classes),

@@ -17,7 +17,7 @@ import numpy as np
 from automl.calibration import CalibrationSet
 from automl.model import ECGModel
 
-__all__ = ["Candidate", "Engine", "TrainingData", "Trial", "TrialLog"]
+__all__ = ["Candidate", "Engine", "EngineReport", "TrainingData", "Trial", "TrialLog"]
 
 
 @dataclass
@@ -77,8 +77,45 @@ class Candidate:
     calibration: CalibrationSet | None = None
 
 
+@dataclass
+class EngineReport:
+    """How one call of an engine ended: what the search plans the rest of its budget on, and says.
+
+    ``ended``: "finished" (the engine ended by itself: its trials cap, its own stopping rule),
+    "slice" (the slice's end stopped it: more time would have been used), "starved" (no trial:
+    what was left of the slice after the worker's start-up was too short for one).
+    ``startup_seconds``: from the worker's spawn to its first trial (imports, set-up), measured.
+    """
+
+    engine: str
+    slice_seconds: float
+    seconds: float
+    trials: int
+    ended: str
+    reason: str = ""
+    startup_seconds: float | None = None
+
+    def line(self) -> str:
+        """``optuna: 3 trials in 41 s of a 45 s slice (the slice's end stopped it)``."""
+        trials = f"{self.trials} trial" + ("" if self.trials == 1 else "s")
+        why = self.reason or {"finished": "ended by itself", "slice": "the slice's end stopped it"}.get(self.ended, "")
+        return f"{self.engine}: {trials} in {self.seconds:.0f} s of a {self.slice_seconds:.0f} s slice ({why})"
+
+
 class Engine(Protocol):
+    """What the search calls. Besides ``name`` and ``search``, an engine may say (the search
+    reads each with a default when absent):
+
+    - ``report``: an :class:`EngineReport` of its last call (default: none; the time it used);
+    - ``startup_estimate``: seconds its worker takes to start, until a measurement exists (0);
+    - ``min_trial_seconds``: the least time after start-up in which a trial can finish (5);
+    - ``resumable``: a second call goes on from the first (a persistent study) rather than
+      starting over, so time left at the end of a search is worth giving back to it (False).
+    """
+
     name: str
 
     def search(self, data: TrainingData, seconds: float, log: TrialLog) -> list[Candidate]:
-        """Search for at most ``seconds``, log every trial, return the best fitted candidates."""
+        """Search for at most ``seconds``, log every trial, return the best fitted candidates.
+
+        A second call on the same engine returns the best of both calls' candidates."""

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.engines.base import Candidate, TrainingData, TrialLog
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.networks import FAMILIES
 from automl.engines.optuna_space import conflicting_choices, space_choices
-from automl.engines.runner import run_worker
+from automl.engines.runner import read_json, run_worker
 from automl.engines.trialfile import TrialTail
 
 __all__ = ["OptunaEngine", "default_storage", "default_study_name"]
@@ -29,6 +29,9 @@ __all__ = ["OptunaEngine", "default_storage", "default_study_name"]
 log = logging.getLogger(__name__)
 
 _VIEWS = ("page", "leads")
+# A trial needs this much of the slice left after the worker's start-up to be worth starting
+# (building and one epoch of a small network take a few seconds on 2 cores).
+MIN_TRIAL_SECONDS = 8.0
 
 
 def default_storage() -> str:
@@ -53,6 +56,9 @@ class OptunaEngine:
     """
 
     name = "optuna"
+    resumable = True  # the study persists: a second call goes on from every trial so far
+    startup_estimate = 12.0  # TensorFlow and Optuna imports, the study opened; until measured here
+    min_trial_seconds = MIN_TRIAL_SECONDS + 5.0  # a trial, and the load reserve after the worker
 
     def __init__(self, families=("cnn", "resnet", "vgg", "conv1d", "efficientnet", "transfer"), views=_VIEWS,
                  heights=(48, 64, 96), signal_lengths=(128, 256), min_epochs: int = 3, max_epochs: int = 15,
@@ -76,37 +82,72 @@ class OptunaEngine:
         self.candidates, self.validation_share = int(candidates), float(validation_share)
         self.weights_dir, self.max_trials = weights_dir, max_trials
         self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
+        self.report: EngineReport | None = None
+        self._calls, self._trials_run, self._records = 0, 0, []
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         from features.cache import default_cache_dir
 
-        deadline = time.monotonic() + seconds
-        workdir = data.workdir / "optuna"
+        started = time.monotonic()
+        deadline = started + seconds
+        self._calls += 1
+        # Each call has its own folder (a second call in one search resumes the study; its
+        # trials file must not replay the first call's lines).
+        workdir = data.workdir / "optuna" / (f"call-{self._calls}" if self._calls > 1 else "")
         workdir.mkdir(parents=True, exist_ok=True)
+        trials_left = None if self.max_trials is None else self.max_trials - self._trials_run
+        if trials_left is not None and trials_left <= 0:
+            self.report = EngineReport(self.name, seconds, 0.0, 0, "finished", f"its cap of {self.max_trials} trials "
+                                       "was reached in an earlier call")
+            return self._best(self._records)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
         train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
-        load_reserve = min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
+        load_reserve = self._load_reserve(seconds)
         job = {
             "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
             "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
             "families": self.families, "views": self.views, "heights": self.heights,
             "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
             "pruner": self.pruner, "storage": self.storage_url(), "weights_dir": self.weights_dir,
-            "max_trials": self.max_trials, "enqueue": self.enqueue, "threads": self.threads,
-            "cache_dir": str(default_cache_dir()),
+            "max_trials": trials_left, "enqueue": self.enqueue if self._calls == 1 else [],
+            "threads": self.threads, "cache_dir": str(default_cache_dir()),
+            "min_trial_seconds": MIN_TRIAL_SECONDS,
         }
         job["study_name"] = self.study_name(data.experiment)
         _check_study(job)
         # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
         job["deadline"] = time.time() + (deadline - load_reserve - time.monotonic())
         (workdir / "job.json").write_text(json.dumps(job))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
-        run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll)
+        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=len(self._records))
+        run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll,
+                         since=started)
         trials.poll()
+        self._records += trials.records
+        self._trials_run += len(trials.records)
+        self.report = self._report(seconds, time.monotonic() - started, run, trials.records,
+                                   read_json(workdir / "done.json"))
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        return self._best(trials.records)
+        return self._best(self._records)
+
+    def _report(self, slice_seconds: float, seconds: float, run, records: list[dict], done: dict) -> EngineReport:
+        ended = "slice" if run.stopped else done.get("ended", "finished")
+        reason = ""
+        if not records and (run.stopped or ended == "starved"):
+            ended = "starved"
+            reason = (f"no trial: the worker's start-up took {run.startup_seconds:.0f} s and left "
+                      f"{done.get('left_after_startup', 0):.0f} s, less than the {MIN_TRIAL_SECONDS:.0f} s a trial needs"
+                      if run.startup_seconds is not None else
+                      f"no trial: the worker was still starting (TensorFlow, the study) when its {slice_seconds:.0f} s "
+                      "slice ended")
+        elif ended == "finished" and self.max_trials is not None and self._trials_run >= self.max_trials:
+            reason = f"its cap of {self.max_trials} trials"
+        return EngineReport(self.name, slice_seconds, seconds, len(records), ended, reason, run.startup_seconds)
+
+    @staticmethod
+    def _load_reserve(seconds: float) -> float:
+        return min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
 
     def study_name(self, experiment: str) -> str:
         """The study this engine adds trials to: the ``study`` option, else one named after its choices."""
@@ -136,6 +177,7 @@ class OptunaEngine:
                                         record.get("run_id"), record["description"],
                                         _validation_set(Path(record["model"]).with_suffix(".val.npz"))))
         return candidates
+
 
 
 def _validation_set(path: Path):

@@ -22,12 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.engines.runner import watch_parent
+from automl.engines.runner import mark_ready, watch_parent
 from automl.engines.trialfile import append_line
-
-# A trial needs this much of the slice left to be worth starting (imports are done by then;
-# building and one epoch of a small network take a few seconds on 2 cores).
-_MIN_TRIAL_SECONDS = 8.0
 
 
 def main(workdir: str) -> int:
@@ -49,10 +45,20 @@ def main(workdir: str) -> int:
     for params in job.get("enqueue", []):
         study.enqueue_trial(params, skip_if_exists=False)
     objective = _Objective(job, root)
+    startup = mark_ready(root)
+    # A trial needs min_trial_seconds of the slice left to be worth starting (building and one
+    # epoch of a small network take a few seconds on 2 cores).
     remaining = job["deadline"] - time.time()
-    study.optimize(objective, n_trials=job.get("max_trials"), timeout=max(0.0, remaining - _MIN_TRIAL_SECONDS),
-                   catch=(Exception,), gc_after_trial=True)
-    (root / "done.json").write_text(json.dumps({"trials_in_study": len(study.trials)}))
+    done = {"startup_seconds": startup, "left_after_startup": remaining}
+    if remaining < job["min_trial_seconds"]:
+        done.update(ended="starved", trials=0, trials_in_study=len(study.trials))
+    else:
+        study.optimize(objective, n_trials=job.get("max_trials"), timeout=remaining - job["min_trial_seconds"],
+                       catch=(Exception,), gc_after_trial=True)
+        capped = job.get("max_trials") is not None and objective.calls >= job["max_trials"]
+        done.update(ended="finished" if capped else "slice", trials=objective.calls,
+                    trials_in_study=len(study.trials))
+    _write_atomic(root / "done.json", json.dumps(done).encode())
     return 0
 
 
@@ -66,6 +72,7 @@ class _Objective:
         self.train_idx = np.asarray(job["train_idx"], dtype=np.int64)
         self.val_idx = np.asarray(job["val_idx"], dtype=np.int64)
         self._tensors: dict[tuple, np.ndarray] = {}
+        self.calls = 0
         (root / "models").mkdir(exist_ok=True)
 
     def __call__(self, trial) -> float:
@@ -74,6 +81,7 @@ class _Objective:
         from automl.engines.optuna_space import sample_setup
 
         started = time.time()
+        self.calls += 1
         setup = sample_setup(trial, self.job)
         epochs: list[dict] = []
         record = {"description": setup.description, "params": trial.params, "score": None, "status": "failed",

@@ -6,9 +6,14 @@ at the deadline its whole process group gets SIGTERM, then SIGKILL after a grace
 worker writes what it finishes into ``workdir`` as it goes, so a stop loses only the trial in
 flight. A worker also watches its parent and stops its group when the parent dies (``kill -9`` of
 a search must not leave a search running on).
+
+A worker calls :func:`mark_ready` once its imports and set-up are done and it is about to run
+its first trial; the time from the spawn to that mark is the worker's start-up
+(``WorkerRun.startup_seconds``), which the search counts when it plans the next slices.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["WorkerRun", "run_worker", "watch_parent"]
+__all__ = ["WorkerRun", "mark_ready", "read_json", "run_worker", "watch_parent"]
 
 GRACE_SECONDS = 3.0
 
@@ -30,6 +35,7 @@ class WorkerRun:
     stopped: bool  # cut off at the deadline
     seconds: float
     log_path: Path
+    startup_seconds: float | None = None  # spawn to mark_ready(); None when the worker never got there
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -40,16 +46,20 @@ class WorkerRun:
 
 def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[], None] | None = None,
                poll_seconds: float = 1.0, env: dict[str, str] | None = None,
-               clock: Callable[[], float] = time.monotonic) -> WorkerRun:
+               clock: Callable[[], float] = time.monotonic, since: float | None = None) -> WorkerRun:
     """Run ``python -m module workdir`` until it exits or ``deadline`` (on ``clock``) passes.
 
     ``poll`` runs about every ``poll_seconds`` while the worker works (to log finished trials
-    as they appear). The worker's output goes to ``workdir/worker.log``.
+    as they appear). The worker's output goes to ``workdir/worker.log``. ``since`` (on ``clock``):
+    when the engine's call began, so that its start-up counts the engine's own preparation too.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
     start = clock()
-    child_env = {**os.environ, **(env or {}), "SMARTECG_PARENT_PID": str(os.getpid())}
+    (workdir / _READY).unlink(missing_ok=True)
+    # The wall clock, not a monotonic one: the worker reads it in another process.
+    child_env = {**os.environ, **(env or {}), "SMARTECG_PARENT_PID": str(os.getpid()),
+                 "SMARTECG_SPAWNED_AT": repr(time.time())}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", module, str(workdir)], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=child_env, start_new_session=True)
@@ -70,7 +80,38 @@ def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[]
         finally:
             if proc.poll() is None:  # an exception or Ctrl-C in the parent: the worker goes too
                 _stop_group(proc, grace=0.5)
-    return WorkerRun(proc.returncode, stopped, clock() - start, log_path)
+    startup = _startup_seconds(workdir)
+    if startup is not None and since is not None:
+        startup += start - since
+    return WorkerRun(proc.returncode, stopped, clock() - start, log_path, startup)
+
+
+_READY = "ready.json"
+
+
+def mark_ready(workdir: str | os.PathLike) -> float | None:
+    """In a worker: imports and set-up are done, trials start now. Returns the start-up seconds."""
+    spawned = float(os.environ.get("SMARTECG_SPAWNED_AT", "nan"))
+    seconds = time.time() - spawned if spawned == spawned else None
+    path = Path(workdir) / _READY
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps({"startup_seconds": seconds}))
+    os.replace(part, path)
+    return seconds
+
+
+def _startup_seconds(workdir: Path) -> float | None:
+    seconds = read_json(workdir / _READY).get("startup_seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file a worker left behind, or {} when it is missing or cut short."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:

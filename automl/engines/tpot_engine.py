@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from automl.engines.base import Candidate, TrainingData, TrialLog
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.runner import run_worker
 from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
@@ -41,6 +41,9 @@ class TPOTEngine:
     """
 
     name = "tpot"
+    resumable = False  # a second call starts a new population: given back time goes to others first
+    startup_estimate = 4.0  # TPOT's imports and its Dask cluster; until measured here
+    min_trial_seconds = 4.0  # a few cross-validated pipelines on page features, and the refit of the best
 
     def __init__(self, population_size: int = 16, cv: int = 5, max_eval_seconds: float = 60.0, n_jobs: int = 2,
                  candidates: int = 3, early_stop: int | None = None, dask_scheduler: str | None = None) -> None:
@@ -51,6 +54,8 @@ class TPOTEngine:
         self.candidates = int(candidates)
         self.early_stop = early_stop
         self.dask_scheduler = dask_scheduler
+        self.report: EngineReport | None = None
+        self._calls, self._logged, self._kept = 0, 0, []
         if self.population_size < 2 or self.cv < 2 or self.n_jobs < 1 or self.candidates < 1 or self.max_eval_seconds <= 0:
             raise ValueError("tpot options: population_size >= 2, cv >= 2, n_jobs >= 1, candidates >= 1, "
                              "max_eval_seconds > 0")
@@ -58,7 +63,8 @@ class TPOTEngine:
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         start = time.monotonic()
         deadline = start + seconds
-        workdir = data.workdir / "tpot"
+        self._calls += 1
+        workdir = data.workdir / "tpot" / (f"call-{self._calls}" if self._calls > 1 else "")
         workdir.mkdir(parents=True, exist_ok=True)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
@@ -75,14 +81,24 @@ class TPOTEngine:
             "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
             "dask_scheduler": self.dask_scheduler,
         }))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name)
-        run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll)
+        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
+        run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll,
+                         since=start)
         trials.poll()
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"TPOT worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
         if run.stopped:
             log.info("tpot: stopped at the end of its slice after %.0f s, %d trials kept", run.seconds, len(trials.records))
-        return self._refit_best(trials.records, data, y, deadline)
+        self._logged += len(trials.records)
+        self._kept += self._refit_best(trials.records, data, y, deadline)
+        # TPOT's own time limit is the slice's: a worker that ended near it was stopped by time too.
+        by_time = run.stopped or run.seconds >= 0.9 * tpot_seconds
+        ended = ("starved" if by_time and not trials.records else "slice") if by_time else "finished"
+        reason = (f"no pipeline finished: the worker's start-up took {run.startup_seconds or run.seconds:.0f} s of "
+                  "the slice" if ended == "starved" else "")
+        self.report = EngineReport(self.name, seconds, time.monotonic() - start, len(trials.records), ended, reason,
+                                   run.startup_seconds)
+        return list(self._kept)
 
     def _refit_best(self, records: list[dict], data: TrainingData, y: np.ndarray, deadline: float) -> list[Candidate]:
         ok = [r for r in records if r["status"] == "ok" and r.get("score") is not None]

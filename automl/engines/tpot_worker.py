@@ -16,7 +16,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-from automl.engines.runner import watch_parent
+from automl.engines.runner import mark_ready, watch_parent
 
 
 def main(workdir: str) -> int:
@@ -60,6 +60,7 @@ def main(workdir: str) -> int:
             n_jobs=n_jobs, client=client, population_size=int(job["population_size"]),
             early_stop=job.get("early_stop"), random_state=job["seed"], verbose=0,
         )
+        mark_ready(workdir_path)
         estimator.fit(X, y)
     (workdir_path / "done.json").write_text(json.dumps({"generations": _generations(estimator)}))
     return 0

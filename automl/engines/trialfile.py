@@ -32,13 +32,15 @@ def append_line(path: str | os.PathLike, record: dict[str, Any]) -> None:
 class TrialTail:
     """Reads the complete lines appended since the last look and logs each as a trial.
 
-    ``records`` keeps every line read, with ``number`` (order of arrival) and ``run_id`` (what
-    the log returned) added.
+    ``records`` keeps every line read, with ``number`` (order of arrival, from ``first_number``:
+    an engine's second call in one search goes on numbering) and ``run_id`` (what the log
+    returned) added.
     """
 
-    def __init__(self, path: Path, log_trial: TrialLog, engine: str) -> None:
+    def __init__(self, path: Path, log_trial: TrialLog, engine: str, first_number: int = 0) -> None:
         self.path, self.log_trial, self.engine = path, log_trial, engine
         self.offset = 0
+        self.first_number = first_number
         self.records: list[dict] = []
 
     def poll(self) -> None:
@@ -59,7 +61,7 @@ class TrialTail:
 
     def log(self, record: dict) -> dict:
         """Log one record (also those the engine writes itself, e.g. a trial cut off by a kill)."""
-        record["number"] = len(self.records)
+        record["number"] = self.first_number + len(self.records)
         # TPOT's evaluation hook names the description "pipeline".
         description = record.get("description", record.get("pipeline", ""))
         trial = Trial(engine=self.engine, number=record["number"], description=description,
