@@ -75,39 +75,55 @@ class Budget:
     def expired(self) -> bool:
         return self.remaining() <= 0.0
 
+    def available(self) -> float:
+        """Seconds engines may still have: what is left before the reserve."""
+        return max(0.0, self.remaining() - self.reserve)
+
     def engine_slice(self, weight: float, weights_left: float) -> float:
         """Seconds for an engine of ``weight`` when engines of ``weights_left`` (its own
         included) still have to run: their share of what is left after the reserve."""
         if weight <= 0 or weights_left <= 0:
             return 0.0
-        available = max(0.0, self.remaining() - self.reserve)
-        return available * min(1.0, weight / weights_left)
+        return self.available() * min(1.0, weight / weights_left)
 
-    def plan(self, weights: Mapping[str, float]) -> "SlicePlan":
-        return SlicePlan(self, dict(weights))
+    def plan(self, weights: Mapping[str, float], minimums: Mapping[str, float] | None = None) -> "SlicePlan":
+        return SlicePlan(self, dict(weights), dict(minimums or {}))
 
 
 class SlicePlan:
     """Hands out slices to engines in order; what one engine leaves unspent goes to the next.
 
-    >>> plan = budget.plan({"tpot": 2, "optuna": 1})
+    ``minimums``: the least an engine can use (its worker's start-up plus one trial). An engine
+    gets at least its minimum when the budget has it, and no engine's share eats into the
+    minimums of the engines after it (those that still fit), so a slow start-up is planned for
+    rather than found out inside a slice too short to use.
+
+    >>> plan = budget.plan({"tpot": 2, "optuna": 1}, {"optuna": 20})
     >>> for engine in plan:              # doctest: +SKIP
-    ...     seconds = plan.slice(engine)  # 2/3 of what is left, then all of it
+    ...     seconds = plan.slice(engine)  # 2/3 of what is left (20 s kept for optuna), then all of it
     """
 
-    def __init__(self, budget: Budget, weights: dict[str, float]) -> None:
+    def __init__(self, budget: Budget, weights: dict[str, float], minimums: dict[str, float] | None = None) -> None:
         for name, weight in weights.items():
             if not weight >= 0:
                 raise ValueError(f"engine weight for {name!r} must be >= 0, got {weight}")
         self.budget = budget
         self.weights = weights
+        self.minimums = {name: max(0.0, float((minimums or {}).get(name, 0.0))) for name in weights}
         self._done: set[str] = set()
 
     def __iter__(self):
         return iter([name for name, weight in self.weights.items() if weight > 0])
 
     def slice(self, engine: str) -> float:
-        left = sum(w for name, w in self.weights.items() if name not in self._done)
-        seconds = self.budget.engine_slice(self.weights[engine], left)
+        left = [name for name in self if name not in self._done]
+        share = self.budget.engine_slice(self.weights[engine], sum(self.weights[name] for name in left))
+        available = self.budget.available()
+        own = self.minimums[engine]
+        kept = 0.0  # for the later engines whose minimums still fit beside this one's
+        for name in left:
+            if name != engine and own + kept + self.minimums[name] <= available:
+                kept += self.minimums[name]
+        seconds = min(max(share, own), available - kept)
         self._done.add(engine)
         return seconds

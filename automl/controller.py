@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
-import logging
 import math
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
+from automl.allocation import run_engines
 from automl.budget import Budget, format_duration
 from automl.engines.base import Candidate, Trial, TrainingData
 from automl.evaluate import Evaluation, evaluate, plot_confusion, plot_roc
@@ -27,10 +27,6 @@ from automl.progress import SearchProgress
 from automl.tracking import SearchTracker, git_commit, resolve_tracking_uri
 
 __all__ = ["ScoredCandidate", "SearchResult", "run_search", "make_engine"]
-
-log = logging.getLogger(__name__)
-
-MIN_ENGINE_SECONDS = 5.0  # less than this and an engine cannot evaluate anything useful
 
 
 @dataclass
@@ -60,6 +56,7 @@ class SearchResult:
     budget_seconds: float
     skipped: list = field(default_factory=list)
     explanations: list = field(default_factory=list)  # summary lines of the holdout pages explained
+    engine_lines: list = field(default_factory=list)  # what each engine did with its time (EngineTurns.lines)
 
     @property
     def overhead_share(self) -> float:
@@ -218,28 +215,11 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
         shown.trial(trial.score, trial.status == "ok")
         return search_run.tracker.log_trial(trial, spec.metric)
 
-    candidates: list[Candidate] = []
-    plan = budget.plan({e.name: e.weight for e in spec.engines})
-    for name in plan:
-        seconds = plan.slice(name)
-        if seconds < MIN_ENGINE_SECONDS:
-            shown.message(f"{name}: skipped, {seconds:.0f} s left of the budget is too little to search")
-            continue
-        shown.set_stage(name, shown_as=f"{name} ({format_duration(seconds)})")
-        started = budget.elapsed()
-        try:
-            candidates += engine_factory(spec.engine(name)).search(training, seconds, log_trial)
-        except Exception as exc:  # one engine's failure must not cost the others' results
-            log.debug("engine %s failed", name, exc_info=True)
-            shown.message(f"{name}: failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                          "going on with what the other engines found")
-            search_run.tracker.set_tags(search_run.tracker.parent_run_id,
-                                        {f"smartecg.engine_error.{name}": f"{type(exc).__name__}: {exc}"[:5000]})
-        finally:
-            budget.engine_seconds += budget.elapsed() - started
+    candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=engine_factory)
+    tracker = search_run.tracker
+    _log_turns(tracker, turns)
 
     shown.set_stage("holdout")
-    tracker = search_run.tracker
     run_id = tracker.parent_run_id
     X_holdout = vectors[(~learn).to_numpy()]
     y_holdout = holdout["label"].to_numpy(dtype=object)
@@ -275,7 +255,19 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     return SearchResult(run_id=run_id, tracking_uri=tracker.tracking_uri, spec=spec, data_root=root,
                         data_hash=data_hash, trials=trials, candidates=scored, best=best, promotion=promotion,
                         elapsed=elapsed, engine_seconds=budget.engine_seconds, budget_seconds=budget.seconds,
-                        explanations=explanations)
+                        explanations=explanations, engine_lines=turns.lines())
+
+
+def _log_turns(tracker: SearchTracker, turns) -> None:
+    """Each engine's calls, errors and the unused time, on the search run (metrics, tags, engines.json)."""
+    run_id = tracker.parent_run_id
+    tracker.log_metrics(run_id, turns.metrics())
+    tracker.log_dict(run_id, turns.document(), "engines.json")
+    tags = {f"smartecg.engine_error.{name}": error for name, error in turns.errors.items()}
+    if turns.unused_reason:
+        tags["smartecg.unused_time"] = f"{turns.unused_seconds:.0f} s: {turns.unused_reason}"[:5000]
+    if tags:
+        tracker.set_tags(run_id, tags)
 
 
 def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):

@@ -12,6 +12,7 @@ def search_summary(result) -> str:
              f"budget: {_count(result.trials, 'trial')}, {_count(len(result.candidates), 'candidate')} scored "
              "on the holdout"
              f" ({result.overhead_share:.0%} of the time outside engines)"]
+    lines += [f"  {line}" for line in result.engine_lines]
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (named above and in the run's skipped_files.json)")
     if result.best is None:
