@@ -20,10 +20,12 @@ def test_three_engines_share_a_budget_and_their_candidates_compete_on_the_holdou
         "name": "smartecg-three-test", "registry_name": "threetest", "metric": "macro_f1", "features": ["signals"],
         "reserve_seconds": 15,
         "engines": {
+            # TPOT uses its whole slice; the deep engines stop after their capped trials, so
+            # weights towards them leave room for TensorFlow's start-up on a busy machine.
             "tpot": {"weight": 1, "population_size": 4, "cv": 2, "max_eval_seconds": 10, "candidates": 1},
-            "optuna": {"weight": 1, "families": ["conv1d"], "signal_lengths": [128], "min_epochs": 2,
+            "optuna": {"weight": 2, "families": ["conv1d"], "signal_lengths": [128], "min_epochs": 2,
                        "max_epochs": 3, "max_trials": 2, "candidates": 1},
-            "autokeras": {"weight": 1, "view": "leads", "size": [32, 48], "max_trials": 1, "epochs": 2},
+            "autokeras": {"weight": 3, "view": "leads", "size": [32, 48], "max_trials": 1, "epochs": 2},
         },
     }))
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

@@ -41,7 +41,7 @@ def test_two_workers_on_one_study_add_distinct_trials_all_logged(setup):
     storage = f"journal://{root / 'workers' / 'optuna.log'}"
     (root / "workers").mkdir()
     command = smartecg_command() + ["worker", "--study", "shared", "--storage", storage, "--data", str(data),
-                                    "--experiment", str(spec), "--budget", "75s", "--trials", "1"]
+                                    "--experiment", str(spec), "--budget", "120s", "--trials", "1"]  # ends after its trial
     workers = [subprocess.Popen(command, env={**os.environ, **_env(root, uri)}, cwd=root, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=300) for w in workers]
@@ -78,7 +78,7 @@ def test_tpot_runs_on_a_dask_scheduler_given_by_address(setup):
                                                      "candidates": 1}}}))
     uri = f"sqlite:///{root / 'dask' / 'mlflow.db'}"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        out = smartecg("search", "--data", data, "--budget", "35s", "--experiment", spec, "--quiet",
+        out = smartecg("search", "--data", data, "--budget", "50s", "--experiment", spec, "--quiet",
                        "--dask-scheduler", cluster.scheduler_address, env=_env(root, uri), cwd=root).stdout
         seen = cluster.scheduler.task_prefixes  # what the scheduler ran: TPOT's evaluations among them
     assert "dasktest v1 is now 'champion'" in out, out
@@ -129,7 +129,7 @@ def test_a_study_and_its_runs_live_in_postgresql(setup, postgres):
     root, data, spec = setup
     storage, uri = f"{postgres}/optuna", f"{postgres}/mlflow"
     out = smartecg("worker", "--study", "on-postgres", "--storage", storage, "--data", data, "--experiment", spec,
-                   "--budget", "60s", "--trials", "1", env=_env(root, uri), cwd=root, timeout=300).stdout
+                   "--budget", "120s", "--trials", "1", env=_env(root, uri), cwd=root, timeout=300).stdout
     assert "1 trial(s) added to study 'on-postgres'" in out, out
     trials = optuna.load_study(study_name="on-postgres", storage=storage).get_trials(deepcopy=False)
     assert len(trials) == 1 and trials[0].state.name == "COMPLETE"
