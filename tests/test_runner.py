@@ -81,3 +81,21 @@ def test_a_worker_stops_its_group_when_its_parent_dies(tmp_path):
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(worker)
+
+
+def test_a_worker_asked_to_stop_before_its_deadline_stops_and_reports_its_start_up(tmp_path):
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "sleeper.py").write_text(SLEEPER.replace(
+        "for i in range(600):", "from automl.engines.runner import mark_ready\nmark_ready(workdir)\nfor i in range(600):"))
+    start = time.monotonic()
+    asked = []
+
+    def stop() -> bool:
+        asked.append(time.monotonic())
+        return time.monotonic() - start > 1.5
+
+    run = run_worker("sleeper", tmp_path / "work", start + 60.0, poll_seconds=0.2, stop=stop, since=start - 1.0,
+                     env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "mods"), os.getcwd()])})
+    assert run.stopped and time.monotonic() - start < 1.5 + 4.0 and len(asked) >= 3
+    # From the spawn to mark_ready(), plus the second the engine spent before the spawn.
+    assert run.startup_seconds is not None and 1.0 < run.startup_seconds < 1.0 + 10.0

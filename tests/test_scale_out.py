@@ -5,7 +5,10 @@ import glob
 import json
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 from cli_helpers import free_port, smartecg, smartecg_command
@@ -91,19 +94,19 @@ def test_tpot_runs_on_a_dask_scheduler_given_by_address(setup):
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     """A private PostgreSQL server on a free local port (Debian's postgresql; .ci/run installs it)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         pytest.skip("PostgreSQL is not installed here (.ci/run installs Debian's postgresql package)")
     bin_dir = os.path.dirname(found[-1])
-    folder = tmp_path_factory.mktemp("postgres")
+    # A folder of its own under /tmp, not pytest's: pytest keeps its root private (0700) and resets
+    # it whenever another pytest session starts, which would lock the postgres user out mid-run.
+    folder = Path(tempfile.mkdtemp(prefix="smartecg-postgres-"))
     run_as = []
     if os.geteuid() == 0:  # the server refuses to run as root
         run_as = ["runuser", "-u", "postgres", "--"]
         account = pwd.getpwnam("postgres")
-        for path in (folder, *folder.parents[:2]):
-            os.chmod(path, 0o755)
         os.chown(folder, account.pw_uid, account.pw_gid)
     port = free_port()
     data_dir = folder / "data"
@@ -119,6 +122,7 @@ def postgres(tmp_path_factory):
     finally:
         subprocess.run([*run_as, f"{bin_dir}/pg_ctl", "-D", str(data_dir), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_study_and_its_runs_live_in_postgresql(setup, postgres):

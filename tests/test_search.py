@@ -37,7 +37,9 @@ def store(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     env = {"SMARTECG_CACHE": str(root / "cache"), "MLFLOW_TRACKING_URI": uri}
     smartecg("data", "report", data, "--out", root / "report", env=env)  # its audits go on the model card
-    first = smartecg("search", "--data", data, "--budget", "50s", "--experiment", "quick", "--quiet",
+    # 75 s: TPOT's slice holds enough pipelines, and their refits and out-of-fold predictions,
+    # on a busy 2-core machine too (the assertions below need >= 5 trials and a calibrated champion).
+    first = smartecg("search", "--data", data, "--budget", "75s", "--experiment", "quick", "--quiet",
                      env=env, cwd=root)
     return SimpleNamespace(root=root, data=data, uri=uri, env=env, first=first)
 
@@ -237,7 +239,7 @@ def test_kill_9_mid_search_then_search_again(store, tmp_path):
     not_an_image = data / "MI" / "notes.jpg"
     not_an_image.write_text("not an ECG")
     try:
-        again = smartecg("search", "--data", data, "--budget", "35s", "--experiment", "quick", "--quiet",
+        again = smartecg("search", "--data", data, "--budget", "50s", "--experiment", "quick", "--quiet",
                          env=store.env, cwd=store.root)
     finally:
         truncated.unlink()

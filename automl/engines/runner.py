@@ -32,7 +32,7 @@ GRACE_SECONDS = 3.0
 @dataclass
 class WorkerRun:
     returncode: int | None
-    stopped: bool  # cut off at the deadline
+    stopped: bool  # cut off at the deadline, or when ``stop`` asked
     seconds: float
     log_path: Path
     startup_seconds: float | None = None  # spawn to mark_ready(); None when the worker never got there
@@ -46,12 +46,14 @@ class WorkerRun:
 
 def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[], None] | None = None,
                poll_seconds: float = 1.0, env: dict[str, str] | None = None,
-               clock: Callable[[], float] = time.monotonic, since: float | None = None) -> WorkerRun:
+               clock: Callable[[], float] = time.monotonic, since: float | None = None,
+               stop: Callable[[], bool] | None = None) -> WorkerRun:
     """Run ``python -m module workdir`` until it exits or ``deadline`` (on ``clock``) passes.
 
     ``poll`` runs about every ``poll_seconds`` while the worker works (to log finished trials
     as they appear). The worker's output goes to ``workdir/worker.log``. ``since`` (on ``clock``):
     when the engine's call began, so that its start-up counts the engine's own preparation too.
+    ``stop``: asked after every poll; True stops the worker as the deadline would.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
@@ -73,7 +75,7 @@ def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[]
                     pass
                 if poll is not None:
                     poll()
-                if clock() >= deadline:
+                if clock() >= deadline or (stop is not None and stop()):
                     stopped = True
                     _stop_group(proc)
                     break

@@ -68,7 +68,8 @@ class TPOTEngine:
         workdir.mkdir(parents=True, exist_ok=True)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
-        # Refits and out-of-fold predictions (for calibration) of the best pipelines, after TPOT.
+        # Refits and out-of-fold predictions (for calibration) of the best pipelines, after TPOT:
+        # at least this much; more as the trials show what the best pipelines cost (below).
         refit_reserve = min(0.25 * seconds, 2.0 + 1.5 * self.candidates)
         # TPOT checks its own clock only between generations, so the runner's hard stop is what
         # ends the slice; TPOT's limit is set to the same time (it would stop a little later).
@@ -82,8 +83,13 @@ class TPOTEngine:
             "dask_scheduler": self.dask_scheduler,
         }))
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
+        folds = self._folds(y)
+
+        def time_to_refit() -> bool:
+            return time.monotonic() >= deadline - self._refit_seconds(trials.records, folds, refit_reserve, seconds)
+
         run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll,
-                         since=start)
+                         since=start, stop=time_to_refit)
         trials.poll()
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"TPOT worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
@@ -99,6 +105,16 @@ class TPOTEngine:
         self.report = EngineReport(self.name, seconds, time.monotonic() - start, len(trials.records), ended, reason,
                                    run.startup_seconds)
         return list(self._kept)
+
+    def _refit_seconds(self, records: list[dict], folds: int, least: float, seconds: float) -> float:
+        """Time to keep for the best pipelines so far: each one's out-of-fold predictions cost its
+        cross-validation again and its refit about one more fold; never more than half the slice.
+        On a busy machine a pipeline's cross-validation can take longer than the fixed minimum,
+        and a candidate with no time for its out-of-fold predictions stays uncalibrated."""
+        ok = sorted((r for r in records if r["status"] == "ok" and r.get("score") is not None),
+                    key=lambda r: -r["score"])[: self.candidates]
+        need = 2.0 + sum(float(r.get("seconds") or 0.0) * (1.0 + 1.0 / folds) for r in ok)
+        return min(0.5 * seconds, max(least, need))
 
     def _refit_best(self, records: list[dict], data: TrainingData, y: np.ndarray, deadline: float) -> list[Candidate]:
         ok = [r for r in records if r["status"] == "ok" and r.get("score") is not None]
