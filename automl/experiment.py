@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl.engines import ENGINES, engine_class
+
 __all__ = ["ENGINES", "METRICS", "EngineSpec", "ExperimentSpec", "load_spec", "builtin_spec_path"]
 
 # Metric name -> key in automl.evaluate's metric dict; all are "higher is better".
 METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "roc_auc")
-ENGINES = ("tpot", "optuna", "autokeras")
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -192,8 +193,6 @@ def _whole_at_least(value, low: int) -> bool:
 def _engine_options(name: str) -> set[str]:
     """The keyword arguments an engine's constructor takes: what its YAML block may set."""
     import inspect
-
-    from automl.controller import engine_class
 
     parameters = inspect.signature(engine_class(name).__init__).parameters
     return {p for p in parameters if p != "self"}
