@@ -29,17 +29,24 @@ class CalibrationSet:
 
     ``source`` says where they come from, for the model card: e.g. "validation pages" for a
     network, "out-of-fold predictions" for a pipeline refitted on every training page.
+    ``pages``: which of the search's training pages the rows are (indices), when known; the
+    ensemble combines candidates on the pages they share.
     """
 
     proba: np.ndarray
     y: np.ndarray
     source: str
+    pages: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.proba = np.asarray(self.proba, dtype=float)
         self.y = np.asarray(self.y, dtype=int)
         if self.proba.ndim != 2 or len(self.proba) != len(self.y):
             raise ValueError(f"calibration set: {self.proba.shape} probabilities for {len(self.y)} labels")
+        if self.pages is not None:
+            self.pages = np.asarray(self.pages, dtype=int)
+            if self.pages.shape != self.y.shape:
+                raise ValueError(f"calibration set: {len(self.pages)} page indices for {len(self.y)} labels")
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc"]
+__all__ = ["Evaluation", "evaluate", "plot_confusion", "plot_roc", "score_probabilities"]
 
 
 @dataclass
@@ -178,3 +178,22 @@ def _save(fig, path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def score_probabilities(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The spec's ``metric`` of class-index labels against probabilities (columns = class indices)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+    predicted = proba.argmax(axis=1)
+    if metric == "macro_f1":
+        return float(f1_score(y_true, predicted, labels=np.arange(proba.shape[1]), average="macro", zero_division=0))
+    if metric == "accuracy":
+        return float(accuracy_score(y_true, predicted))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y_true, predicted))
+    if metric == "roc_auc":
+        if len(np.unique(y_true)) < proba.shape[1]:
+            return float("nan")
+        p = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
+        return float(roc_auc_score(y_true, p, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])))
+    raise ValueError(f"unknown metric {metric!r}")

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from automl.core_use import available_cores
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.runner import read_json, run_worker
 from automl.engines.trialfile import TrialTail
@@ -106,12 +107,12 @@ class AutoKerasEngine:
         (workdir / "job.json").write_text(json.dumps({
             "classes": classes, "metric": data.metric, "seed": int(data.seed), "max_trials": self.max_trials,
             "epochs": self.epochs, "batch_size": self.batch_size, "candidates": self.candidates,
-            "threads": _cores(),
+            "threads": available_cores(),
             "stop_at": _wall(kill_at - wrapup), "kill_at": _wall(kill_at),  # the worker's clock is time.time()
         }))
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
         run = run_worker("automl.engines.autokeras_worker", workdir, kill_at, poll=trials.poll,
-                         env={"TF_CPP_MIN_LOG_LEVEL": "2"}, since=start)
+                         env={"TF_CPP_MIN_LOG_LEVEL": "2"}, since=start, stop=data.should_stop)
         trials.poll()
         done = read_json(workdir / "done.json")
         if run.stopped or done.get("out_of_time"):
@@ -122,7 +123,7 @@ class AutoKerasEngine:
                  sum(r["status"] == "ok" for r in trials.records), run.seconds, ending, done)
         if not run.stopped and run.returncode != 0 and not trials.records:
             raise RuntimeError(f"AutoKeras worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        self._kept += self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val])
+        self._kept += self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val], val)
         shutil.rmtree(workdir / "ak", ignore_errors=True)  # keras-tuner's checkpoints: the kept networks are in best.pkl
         self._logged += len(trials.records)
         self.report = self._report(seconds, time.monotonic() - start, run, done, trials.records)
@@ -146,7 +147,7 @@ class AutoKerasEngine:
         return PageTensors(view=self.view, size=self.size)
 
     def _candidates(self, path: Path, tensors, classes: list[str], records: list[dict], x_val: np.ndarray,
-                    y_val: np.ndarray) -> list[Candidate]:
+                    y_val: np.ndarray, val_pages: np.ndarray | None = None) -> list[Candidate]:
         from automl.calibration import CalibrationSet
 
         try:
@@ -164,7 +165,7 @@ class AutoKerasEngine:
             params: dict[str, Any] = dict(entry["params"])
             model = ECGModel(tensors, classifier, classes, engine=self.name, description=entry["description"],
                              params=params)
-            calibration = CalibrationSet(model.uncalibrated_proba(x_val), y_val, "validation pages")
+            calibration = CalibrationSet(model.uncalibrated_proba(x_val), y_val, "validation pages", pages=val_pages)
             candidates.append(Candidate(self.name, model, float(entry["score"]), params,
                                         run_ids.get(entry["trial_id"]), entry["description"], calibration))
         return candidates
@@ -210,14 +211,6 @@ def _checked(x, n: int) -> np.ndarray:
     if x.ndim != 4 or x.shape[0] != n or x.shape[-1] != 1:
         raise ValueError(f"page tensors must be (pages, height, width, 1) for {n} pages, got {x.shape}")
     return x
-
-
-def _cores() -> int:
-    """CPU cores this process may use (the container's share, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _wall(monotonic_time: float) -> float:

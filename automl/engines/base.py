@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -37,6 +37,9 @@ class TrainingData:
     seed: int
     workdir: Path
     experiment: str = "smartecg"  # the spec's name: engines with persistent studies name them after it
+    # Asked about once a second while a worker runs: True when the search wants this engine to
+    # stop now and keep what it has (it trails the others: automl.allocation). None: never.
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -83,7 +86,9 @@ class EngineReport:
 
     ``ended``: "finished" (the engine ended by itself: its trials cap, its own stopping rule),
     "slice" (the slice's end stopped it: more time would have been used), "starved" (no trial:
-    what was left of the slice after the worker's start-up was too short for one).
+    what was left of the slice after the worker's start-up was too short for one), "yielded"
+    (the search stopped it early, its scores trailing the other engines': the rest of its slice
+    went to them).
     ``startup_seconds``: from the worker's spawn to its first trial (imports, set-up), measured.
     """
 

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from automl.evaluate import score_probabilities  # noqa: F401  (its home moved; kept importable here)
+
 __all__ = ["EpochReport", "TrainingResult", "configure_tensorflow", "score_probabilities", "train_network"]
 
 
@@ -46,25 +48,6 @@ def configure_tensorflow(seed: int, threads: int = 2) -> None:
     except RuntimeError:  # TensorFlow already started: the pool is set for this process
         pass
     keras.utils.set_random_seed(seed)
-
-
-def score_probabilities(metric: str, y_true: np.ndarray, proba: np.ndarray) -> float:
-    """The spec's ``metric`` of class-index labels against probabilities (columns = class indices)."""
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
-
-    predicted = proba.argmax(axis=1)
-    if metric == "macro_f1":
-        return float(f1_score(y_true, predicted, labels=np.arange(proba.shape[1]), average="macro", zero_division=0))
-    if metric == "accuracy":
-        return float(accuracy_score(y_true, predicted))
-    if metric == "balanced_accuracy":
-        return float(balanced_accuracy_score(y_true, predicted))
-    if metric == "roc_auc":
-        if len(np.unique(y_true)) < proba.shape[1]:
-            return float("nan")
-        p = proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
-        return float(roc_auc_score(y_true, p, multi_class="ovr", average="macro", labels=np.arange(proba.shape[1])))
-    raise ValueError(f"unknown metric {metric!r}")
 
 
 def train_network(network, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,

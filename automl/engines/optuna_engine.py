@@ -84,6 +84,7 @@ class OptunaEngine:
         self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
         self.report: EngineReport | None = None
         self._calls, self._trials_run, self._records = 0, 0, []
+        self._val_idx: np.ndarray | None = None
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         from features.cache import default_cache_dir
@@ -99,10 +100,11 @@ class OptunaEngine:
         if trials_left is not None and trials_left <= 0:
             self.report = EngineReport(self.name, seconds, 0.0, 0, "finished", f"its cap of {self.max_trials} trials "
                                        "was reached in an earlier call")
-            return self._best(self._records)
+            return self._best(self._records, self._val_idx)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
         train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
+        self._val_idx = val_idx
         load_reserve = self._load_reserve(seconds)
         job = {
             "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
@@ -121,7 +123,7 @@ class OptunaEngine:
         (workdir / "job.json").write_text(json.dumps(job))
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=len(self._records))
         run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll,
-                         since=started)
+                         since=started, stop=data.should_stop)
         trials.poll()
         self._records += trials.records
         self._trials_run += len(trials.records)
@@ -129,7 +131,7 @@ class OptunaEngine:
                                    read_json(workdir / "done.json"))
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        return self._best(self._records)
+        return self._best(self._records, val_idx)
 
     def _report(self, slice_seconds: float, seconds: float, run, records: list[dict], done: dict) -> EngineReport:
         ended = "slice" if run.stopped else done.get("ended", "finished")
@@ -163,7 +165,7 @@ class OptunaEngine:
         study = _stored_study(self.study_name(experiment), self.storage_url())
         return 0 if study is None else len(study.get_trials(deepcopy=False))
 
-    def _best(self, records: list[dict]) -> list[Candidate]:
+    def _best(self, records: list[dict], val_idx: np.ndarray | None) -> list[Candidate]:
         done = [r for r in records if r["status"] == "ok" and r.get("model") and r.get("score") is not None]
         done.sort(key=lambda r: -r["score"])
         candidates = []
@@ -175,18 +177,19 @@ class OptunaEngine:
                 continue
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
                                         record.get("run_id"), record["description"],
-                                        _validation_set(Path(record["model"]).with_suffix(".val.npz"))))
+                                        _validation_set(Path(record["model"]).with_suffix(".val.npz"), val_idx)))
         return candidates
 
 
 
-def _validation_set(path: Path):
+def _validation_set(path: Path, val_idx: np.ndarray | None):
     """The trial's best-epoch probabilities on its validation pages, for calibration; None if missing."""
     from automl.calibration import CalibrationSet
 
     try:
         with np.load(path) as saved:
-            return CalibrationSet(saved["proba"], saved["y"], "validation pages (the network's best epoch)")
+            return CalibrationSet(saved["proba"], saved["y"], "validation pages (the network's best epoch)",
+                                  pages=val_idx)
     except (OSError, KeyError, ValueError):
         return None
 

@@ -85,7 +85,9 @@ class TPOTEngine:
         trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
         folds = self._folds(y)
 
-        def time_to_refit() -> bool:
+        def time_to_refit() -> bool:  # or the search wants this engine to give way
+            if data.should_stop is not None and data.should_stop():
+                return True
             return time.monotonic() >= deadline - self._refit_seconds(trials.records, folds, refit_reserve, seconds)
 
         run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll,
@@ -160,7 +162,7 @@ class TPOTEngine:
         except Exception as exc:  # calibration is a refinement: the candidate goes on without it
             log.warning("tpot: out-of-fold predictions of trial %d failed (%s)", record["number"], exc)
             return None
-        return CalibrationSet(proba, y, "out-of-fold predictions on the training pages")
+        return CalibrationSet(proba, y, "out-of-fold predictions on the training pages", pages=np.arange(len(y)))
 
     def _folds(self, y: np.ndarray) -> int:
         """Cross-validation folds: the spec's, but no more than the rarest class has pages."""
