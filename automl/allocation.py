@@ -7,6 +7,11 @@ turns, time the engines left unused goes back to an engine that can use it: one 
 (starved) first, then one the slice's end stopped whose search resumes (a persistent Optuna
 study). Whatever no engine can use is said, with each engine's reason, on the search run and in
 its summary.
+
+Engines that trail give way: once an engine has used ``ADAPT_AFTER`` of its slice, if its best
+trial so far scores more than ``ADAPT_MARGIN`` below the best trial of the engines before it, it
+is stopped (keeping what it found) and the rest of its slice flows to the engines after it, as in
+successive halving across engines. The decision and the scores behind it are said and logged.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MIN_ENGINE_SECONDS = 5.0  # less than this and an engine cannot evaluate anything useful
 _MAX_EXTRA_CALLS = 3  # per engine: each call pays its worker's start-up again
+ADAPT_AFTER = 0.3  # share of its slice an engine gets before it is judged against the others
+ADAPT_MARGIN = 0.10  # how far below the leader's best score (the spec's metric) counts as trailing
 
 
 @dataclass
@@ -33,6 +40,7 @@ class EngineTurns:
     reports: list[EngineReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # engine -> why it never ran
+    yielded: dict[str, dict] = field(default_factory=dict)  # engine -> the scores it was stopped on
     unused_seconds: float = 0.0
     unused_reason: str = ""
 
@@ -58,7 +66,7 @@ class EngineTurns:
 
     def document(self) -> dict:
         return {"calls": [vars(report) for report in self.reports], "errors": self.errors, "skipped": self.skipped,
-                "unused_seconds": self.unused_seconds, "unused_reason": self.unused_reason}
+                "yielded": self.yielded, "unused_seconds": self.unused_seconds, "unused_reason": self.unused_reason}
 
 
 def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_factory: Callable,
@@ -84,12 +92,21 @@ def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_fact
 
     candidates: dict[str, list[Candidate]] = {}
     last: dict[str, EngineReport | None] = {}
+    best: dict[str, float] = {}  # engine -> its best trial score so far
+
+    def scored_trial(trial):
+        if trial.score is not None and trial.score == trial.score:
+            best[trial.engine] = max(best.get(trial.engine, -1.0), float(trial.score))
+        return log_trial(trial)
 
     def call(name: str, seconds: float) -> None:
         shown.set_stage(name, shown_as=f"{name} ({format_duration(seconds)})")
         engine, started = engines[name], budget.elapsed()
+        judge = _Trailing(name, seconds, budget, best)
+        if training is not None:
+            training.should_stop = judge
         try:
-            candidates[name] = list(engine.search(training, seconds, log_trial))
+            candidates[name] = list(engine.search(training, seconds, scored_trial))
         except Exception as exc:
             _failed(turns, shown, name, exc)
             last[name] = None
@@ -99,6 +116,10 @@ def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_fact
         report = getattr(engine, "report", None) or EngineReport(name, seconds, budget.elapsed() - started,
                                                                   0, "finished", "no report from the engine")
         startup_times.record(name, report.startup_seconds)
+        if judge.decision is not None:
+            report.ended, report.reason = "yielded", judge.decision["said"]
+            turns.yielded[name] = judge.decision
+            shown.message(f"{name}: {judge.decision['said']}")
         turns.reports.append(report)
         last[name] = report
         if report.ended == "starved":
@@ -142,6 +163,34 @@ def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_fact
     return [c for name in engines for c in candidates.get(name, [])], turns
 
 
+class _Trailing:
+    """Asked by the engine's runner while it works: stop now, since it trails the leader?"""
+
+    def __init__(self, name: str, seconds: float, budget: Budget, best: dict[str, float]) -> None:
+        self.name, self.seconds, self.budget, self.best = name, seconds, budget, best
+        self.started = budget.elapsed()
+        self.decision: dict | None = None
+
+    def __call__(self) -> bool:
+        if self.decision is not None:
+            return True
+        used = self.budget.elapsed() - self.started
+        mine = self.best.get(self.name)
+        others = {k: v for k, v in self.best.items() if k != self.name}
+        if used < ADAPT_AFTER * self.seconds or mine is None or not others:
+            return False
+        leader = max(others, key=others.get)
+        if mine >= others[leader] - ADAPT_MARGIN:
+            return False
+        self.decision = {
+            "engine_best": mine, "leader": leader, "leader_best": others[leader], "margin": ADAPT_MARGIN,
+            "after_seconds": used, "slice_seconds": self.seconds, "given_away_seconds": self.seconds - used,
+            "said": (f"best {mine:.3f} trails {leader}'s {others[leader]:.3f} by more than {ADAPT_MARGIN:.2f} after "
+                     f"{used:.0f} s of its {self.seconds:.0f} s slice: stopped, the rest goes to the others"),
+        }
+        return True
+
+
 def _wanting_more(engines: dict, last: dict, extra_calls: dict) -> list[str]:
     """Engines more time would help, those with no trial yet first."""
     starved = [n for n in engines if last.get(n) is not None and last[n].ended == "starved"]
@@ -156,6 +205,8 @@ def _why_unused(engines: dict, last: dict, extra_calls: dict, seconds: float, mi
         report = last.get(name)
         if report is None:
             reasons.append(f"{name} failed")
+        elif report.ended == "yielded":
+            reasons.append(f"{name} gave way (its scores trailed)")
         elif report.ended == "finished":
             reasons.append(f"{name} ended by itself ({report.reason or 'its search was done'})")
         elif report.ended == "slice" and not getattr(engines[name], "resumable", False):

@@ -2,8 +2,11 @@
 
 The budget starts before the data scan and ends after the registration; engines get slices of
 what is left after a reserve for the final steps (:mod:`automl.budget`), and every trial becomes
-a nested MLflow run as it finishes. All candidates are scored on the same holdout, which no
-engine ever sees; the best by the spec's metric is offered to the registry.
+a nested MLflow run as it finishes. The engines' best candidates, and a greedy ensemble of them
+(:mod:`automl.ensemble`), are ranked on the spec's metric over pages of the training part they
+were not fitted on (out-of-fold or validation probabilities); the best is offered to the
+registry. All are scored on the same holdout, which no engine ever sees: it reports, and it
+decides champion or challenger, but never picks among candidates.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import importlib
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
@@ -20,6 +24,8 @@ import numpy as np
 
 from automl.allocation import run_engines
 from automl.budget import Budget, format_duration
+from automl.core_use import CoreUse
+from automl.engines import make_engine
 from automl.engines.base import Candidate, Trial, TrainingData
 from automl.evaluate import Evaluation, evaluate, plot_confusion, plot_roc
 from automl.experiment import EngineSpec, ExperimentSpec
@@ -35,9 +41,14 @@ class ScoredCandidate:
     evaluation: Evaluation
     calibration: dict = field(default_factory=dict)  # automl.calibration.calibrate_model's facts
 
-    def key(self, metric: str) -> tuple[float, float]:
-        score = self.evaluation.score(metric)
-        return (score if math.isfinite(score) else -math.inf, self.candidate.validation_score)
+    cv_score: float = math.nan  # the spec's metric on the candidate's out-of-fold (or validation) pages
+    cv_source: str = ""
+
+    def selection_key(self) -> tuple[float, float]:
+        """How the search picks its best: cross-validated score, then the engine's own."""
+        cv = self.cv_score if math.isfinite(self.cv_score) else -math.inf
+        own = self.candidate.validation_score
+        return (cv, own if math.isfinite(own) else -math.inf)
 
 
 @dataclass
@@ -57,31 +68,13 @@ class SearchResult:
     skipped: list = field(default_factory=list)
     explanations: list = field(default_factory=list)  # summary lines of the holdout pages explained
     engine_lines: list = field(default_factory=list)  # what each engine did with its time (EngineTurns.lines)
+    engine_window: tuple = (math.nan, math.nan)  # monotonic start and end of the engines' turns
+    core_use: object | None = None  # automl.core_use.CoreUse of the whole search
 
     @property
     def overhead_share(self) -> float:
         """Share of the wall time spent outside engine slices (scan, features, scoring, registry)."""
         return 1.0 - self.engine_seconds / self.elapsed if self.elapsed > 0 else 0.0
-
-
-def engine_class(name: str):
-    if name == "tpot":
-        from automl.engines.tpot_engine import TPOTEngine
-
-        return TPOTEngine
-    if name == "optuna":
-        from automl.engines.optuna_engine import OptunaEngine
-
-        return OptunaEngine
-    if name == "autokeras":
-        from automl.engines.autokeras_engine import AutoKerasEngine
-
-        return AutoKerasEngine
-    raise ValueError(f"unknown engine {name!r}")
-
-
-def make_engine(spec: EngineSpec):
-    return engine_class(spec.name)(**spec.options)
 
 
 def run_search(
@@ -112,6 +105,7 @@ def run_search(
     from features.synthetic import demo_dataset
 
     budget = Budget(budget_seconds, reserve=min(spec.reserve_seconds, 0.3 * budget_seconds))
+    core_use = CoreUse().start()
     shown = SearchProgress(budget, spec.metric, stream=stream, enabled=progress)
     # Opening MLflow (imports, the SQLite store, ending runs of dead searches) takes a second or
     # two: it happens in a thread while the data is scanned and its features are read.
@@ -142,8 +136,9 @@ def run_search(
     workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
     status = "FAILED"
     try:
-        result = _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash,
-                         seed, workdir, engine_factory, register)
+        result = _search(_Run(spec, budget, shown, search_run, workdir, seed, engine_factory, register),
+                         _Pages(root, manifest, frame, vectors, holdout_groups, data_hash))
+        result.core_use = core_use
         result.skipped = sorted(skipped)
         status = "FINISHED"
         return result
@@ -151,6 +146,8 @@ def run_search(
         status = "KILLED"
         raise
     finally:
+        core_use.stop()
+        _log_core_use(search_run, core_use)
         search_run.finish(status)
         shown.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -168,6 +165,7 @@ class _LazySearchRun:
         self._ready, self._name, self._params, self._tags = tracker_ready, name, params, tags
         self._documents = documents
         self._tracker: SearchTracker | None = None
+        self.engine_window: tuple[float, float] | None = None
 
     @property
     def tracker(self) -> SearchTracker:
@@ -195,9 +193,38 @@ def _open_tracker(uri: str, experiment: str) -> SearchTracker:
     return tracker
 
 
-def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, manifest, root, data_hash, seed,
-            workdir, engine_factory, register):
+@dataclass
+class _Run:
+    """How one search runs: its spec, clock, live line, MLflow run, scratch folder and engines."""
+
+    spec: ExperimentSpec
+    budget: Budget
+    shown: SearchProgress
+    search_run: _LazySearchRun
+    workdir: Path
+    seed: int
+    engine_factory: Callable[[EngineSpec], object]
+    register: bool
+
+
+@dataclass
+class _Pages:
+    """The search's data: scanned, split (``frame``), read (``vectors``) and surveyed (holdout groups)."""
+
+    root: Path
+    manifest: object
+    frame: object  # pandas.DataFrame: path, label, sha256, split
+    vectors: np.ndarray
+    holdout_groups: dict[str, list[str]]
+    data_hash: str
+
+
+def _search(run: _Run, pages: _Pages) -> SearchResult:
     from features.handcrafted import PageFeatures
+
+    spec, budget, shown, search_run, workdir, seed = run.spec, run.budget, run.shown, run.search_run, run.workdir, run.seed
+    manifest, frame, vectors, holdout_groups, data_hash = (pages.manifest, pages.frame, pages.vectors,
+                                                           pages.holdout_groups, pages.data_hash)
 
     classes = [c for c in manifest.classes if c in set(frame["label"])]
     learn = frame["split"] != "holdout"
@@ -215,9 +242,12 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
         shown.trial(trial.score, trial.status == "ok")
         return search_run.tracker.log_trial(trial, spec.metric)
 
-    candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=engine_factory)
+    engines_started = time.monotonic()
+    candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=run.engine_factory)
+    search_run.engine_window = (engines_started, time.monotonic())  # for the core-use share of the engines
     tracker = search_run.tracker
     _log_turns(tracker, turns)
+    candidates += _ensemble(candidates, training, log_trial, tracker, shown)
 
     shown.set_stage("holdout")
     run_id = tracker.parent_run_id
@@ -228,8 +258,13 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     for candidate in candidates:
         scored.append(_score(candidate, spec, tracker, y_holdout, classes, holdout_groups,
                              _holdout_proba(candidate, model_features, X_holdout, holdout_paths)))
-    best = max(scored, key=lambda s: s.key(spec.metric)) if scored else None
+    # Chosen on cross-validated (out-of-fold or validation) scores over the training pages; the
+    # holdout is for the report and for champion/challenger, never for picking among candidates.
+    best = max(scored, key=ScoredCandidate.selection_key) if scored else None
     tracker.log_metrics(run_id, {"trials": trials, "candidates": len(scored)})
+    if best is not None:
+        tracker.set_tags(run_id, {"smartecg.selected": f"{best.candidate.engine}: {best.candidate.description}"[:5000],
+                                  "smartecg.selected_on": best.cv_source})
 
     promotion, explanations = None, []
     if best is None:
@@ -237,7 +272,7 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     else:
         tracker.log_metrics(run_id, {**best.evaluation.metrics, **best.evaluation.group_metrics()},
                             prefix="holdout_")
-    if best is not None and register:
+    if best is not None and run.register:
         _log_plots(tracker, run_id, best, workdir)
         shown.set_stage("registry")
         from automl.audit import load_audits
@@ -252,10 +287,24 @@ def _search(spec, budget, shown, search_run, frame, vectors, holdout_groups, man
     elapsed = budget.elapsed()
     tracker.log_metrics(run_id, {"elapsed_seconds": elapsed, "engine_seconds": budget.engine_seconds,
                                  **{f"seconds_{stage}": t for stage, t in shown.stage_seconds.items()}})
-    return SearchResult(run_id=run_id, tracking_uri=tracker.tracking_uri, spec=spec, data_root=root,
+    return SearchResult(run_id=run_id, tracking_uri=tracker.tracking_uri, spec=spec, data_root=pages.root,
                         data_hash=data_hash, trials=trials, candidates=scored, best=best, promotion=promotion,
                         elapsed=elapsed, engine_seconds=budget.engine_seconds, budget_seconds=budget.seconds,
-                        explanations=explanations, engine_lines=turns.lines())
+                        explanations=explanations, engine_lines=turns.lines(),
+                        engine_window=search_run.engine_window)
+
+
+def _log_core_use(search_run, core_use: CoreUse) -> None:
+    """The share of the machine's cores the search kept busy, whole and during the engines' turns."""
+    try:
+        tracker = search_run.tracker
+    except Exception:  # MLflow never opened: the search's own error is the one to see
+        return
+    window = getattr(search_run, "engine_window", None)
+    metrics = {"core_use_share": core_use.share()}
+    if window is not None:
+        metrics["core_use_share_engines"] = core_use.share(*window)
+    tracker.log_metrics(tracker.parent_run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
 
 
 def _log_turns(tracker: SearchTracker, turns) -> None:
@@ -264,6 +313,7 @@ def _log_turns(tracker: SearchTracker, turns) -> None:
     tracker.log_metrics(run_id, turns.metrics())
     tracker.log_dict(run_id, turns.document(), "engines.json")
     tags = {f"smartecg.engine_error.{name}": error for name, error in turns.errors.items()}
+    tags.update({f"smartecg.yielded.{name}": d["said"][:5000] for name, d in turns.yielded.items()})
     if turns.unused_reason:
         tags["smartecg.unused_time"] = f"{turns.unused_seconds:.0f} s: {turns.unused_reason}"[:5000]
     if tags:
@@ -324,11 +374,44 @@ def _score(candidate: Candidate, spec: ExperimentSpec, tracker: SearchTracker, y
     evaluation = evaluate(y_holdout, proba, classes, groups)
     facts["holdout_ece_uncalibrated"] = expected_calibration_error(
         np.array([classes.index(c) for c in y_holdout], dtype=int), raw_proba)
+    cv_score, cv_source = _cross_validated(candidate, spec.metric)
     if candidate.run_id:
+        tracker.log_metrics(candidate.run_id, {f"cv_{spec.metric}": cv_score})
         tracker.log_metrics(candidate.run_id, {**evaluation.metrics, **evaluation.group_metrics()}, prefix="holdout_")
         tracker.log_metrics(candidate.run_id, {k: v for k, v in facts.items() if isinstance(v, float)})
         tracker.set_tags(candidate.run_id, {"smartecg.calibration": facts["calibration"]})
-    return ScoredCandidate(candidate, evaluation, facts)
+    return ScoredCandidate(candidate, evaluation, facts, cv_score, cv_source)
+
+
+def _cross_validated(candidate: Candidate, metric: str) -> tuple[float, str]:
+    """The metric on the pages the candidate was not fitted on (its calibration set), else the
+    engine's own validation score."""
+    from automl.evaluate import score_probabilities
+
+    found = candidate.calibration
+    if found is not None and len(found.y):
+        return score_probabilities(metric, found.y, found.proba), found.source
+    return float(candidate.validation_score), "the engine's validation score"
+
+
+def _ensemble(candidates: list[Candidate], training: TrainingData, log_trial, tracker: SearchTracker,
+              shown: SearchProgress) -> list[Candidate]:
+    """Greedy ensemble selection over the candidates' out-of-fold probabilities, as one more
+    candidate (logged as a trial with its members and weights); none when it keeps one member."""
+    from automl.ensemble import build_ensemble
+
+    built = build_ensemble(candidates, training)
+    if built is None:
+        return []
+    candidate, selection, members = built
+    candidate.run_id = log_trial(Trial("ensemble", 0, candidate.description, candidate.params, selection.score, 0.0,
+                                       "ok", extra={"members": len(members)}))
+    if candidate.run_id:
+        tracker.log_dict(candidate.run_id, {"members": [{"engine": c.engine, "description": c.description,
+                                                         "weight": w, "run_id": c.run_id} for c, w in members],
+                                            "scores_by_round": selection.history}, "ensemble.json")
+    shown.message(f"ensemble: {len(members)} members, cross-validated {training.metric} {selection.score:.3f}")
+    return [candidate]
 
 
 def _split_counts(frame) -> dict[str, dict[str, int]]:

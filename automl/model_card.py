@@ -27,7 +27,11 @@ def model_card(name: str, mv) -> str:
         f"# {name} version {mv.version}", "",
         f"- aliases: {aliases}",
         f"- engine: {tags.get('engine', '?')}",
-        f"- pipeline: `{tags.get('pipeline', '?')}`",
+        f"- pipeline: `{tags.get('pipeline', '?')}`"
+        + (" (an ensemble: weight x member, chosen by greedy selection on out-of-fold probabilities)"
+           if tags.get("engine") == "ensemble" else ""),
+        *([f"- chosen on: {tags.get('metric', 'metric')} {tags[k]} on {tags.get('selected_on', '?')}"
+           for k in tags if k.startswith("cv_")][:1]),
         f"- classes: {tags.get('classes', '?')}",
         f"- feature sets: {tags.get('features', '?')}",
         f"- code: git {tags.get('git_commit', '?')}; source run {mv.run_id}",

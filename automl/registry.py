@@ -84,6 +84,8 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
             "pipeline": (best.candidate.description or model.description)[:5000],
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
             "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels))}
+    if math.isfinite(getattr(best, "cv_score", math.nan)):  # what the search chose it on
+        tags.update({f"cv_{metric}": f"{best.cv_score:.6g}", "selected_on": best.cv_source[:500]})
     scores = {**evaluation.metrics, **evaluation.group_metrics(),
               "ece_uncalibrated": best.calibration.get("holdout_ece_uncalibrated", math.nan)}
     tags.update({f"holdout_{k}": f"{v:.6g}" for k, v in scores.items() if math.isfinite(v)})

@@ -13,6 +13,11 @@ def search_summary(result) -> str:
              "on the holdout"
              f" ({result.overhead_share:.0%} of the time outside engines)"]
     lines += [f"  {line}" for line in result.engine_lines]
+    if result.core_use is not None:
+        whole, engines = result.core_use.share(), result.core_use.share(*result.engine_window)
+        if whole == whole:
+            lines.append(f"  cores busy: {whole:.0%} of the search" + (f", {engines:.0%} during the engines"
+                                                                        if engines == engines else ""))
     if result.skipped:
         lines.append(f"{len(result.skipped)} file(s) skipped (named above and in the run's skipped_files.json)")
     if result.best is None:

@@ -185,3 +185,68 @@ def test_the_real_optuna_worker_in_a_slice_too_short_after_start_up_says_so(tiny
     report = engine.report
     assert not logged and report.ended == "starved" and report.trials == 0
     assert report.reason.startswith("no trial: the worker")
+
+
+class TrailingEngine(ScriptedEngine):
+    """A worker that logs a trial of ``score`` every ``every`` seconds and asks the search after
+    each second whether to stop, as the runner does for real workers."""
+
+    def __init__(self, name, clock, *, score, every=5.0):
+        super().__init__(name, clock, startup=0.0)
+        self.score, self.every = score, every
+
+    def search(self, data, seconds, log_trial):
+        from automl.engines.base import Trial
+
+        self.calls.append(seconds)
+        used, trials = 0.0, 0
+        while used < seconds:
+            self.clock.now += 1.0
+            used += 1.0
+            if used % self.every == 0:
+                log_trial(Trial(self.name, trials, "x", {}, self.score, self.every, "ok"))
+                trials += 1
+            if data.should_stop is not None and data.should_stop():
+                break
+        self.report = EngineReport(self.name, seconds, used, trials, "slice")
+        return [f"{self.name}-candidate"]
+
+
+def test_an_engine_that_trails_the_leader_gives_most_of_its_slice_to_the_others(tmp_path):
+    clock = FakeClock()
+    budget = Budget(200, reserve=0, clock=clock)
+    leader = TrailingEngine("portfolio", clock, score=0.80, every=2.0)
+    useless = TrailingEngine("optuna", clock, score=0.25)
+    after = TrailingEngine("tpot", clock, score=0.78)
+    training = SimpleNamespace(should_stop=None)
+    shown = Shown()
+    _, turns = run_engines(_spec(("portfolio", 0.1), ("optuna", 2), ("tpot", 1)), budget, training,
+                           lambda trial: None, shown,
+                           engine_factory=lambda e: {"portfolio": leader, "optuna": useless, "tpot": after}[e.name],
+                           startup_times=StartupTimes(tmp_path / "startup.json"))
+    assert leader.calls == [pytest.approx(13)]  # its minimum (5 s start-up estimate and an 8 s trial)
+    optuna_slice = useless.calls[0]
+    # Judged after 30% of its slice: 0.25 trails 0.80 by more than 0.10, so it stops there...
+    report = next(r for r in turns.reports if r.engine == "optuna")
+    assert report.ended == "yielded" and report.seconds == pytest.approx(0.3 * optuna_slice, abs=1.0)
+    # ...and TPOT, after it, gets its own share plus what Optuna gave away.
+    assert after.calls[0] == pytest.approx(200 - leader.calls[0] - report.seconds)
+    decision = turns.yielded["optuna"]
+    assert decision["leader"] == "portfolio" and decision["leader_best"] == 0.80 and decision["engine_best"] == 0.25
+    assert any(m.startswith("optuna: best 0.250 trails portfolio's 0.800 by more than 0.10") for m in shown.messages)
+    assert turns.document()["yielded"]["optuna"]["given_away_seconds"] > 0.6 * optuna_slice
+    # A yielded engine gets none of the time left at the end (there is none here, but it is not asked).
+    assert len(useless.calls) == 1
+
+
+def test_an_engine_close_to_the_leader_keeps_its_slice(tmp_path):
+    clock = FakeClock()
+    budget = Budget(100, reserve=0, clock=clock)
+    leader = TrailingEngine("portfolio", clock, score=0.80, every=1.0)
+    close = TrailingEngine("tpot", clock, score=0.72)
+    training = SimpleNamespace(should_stop=None)
+    _, turns = run_engines(_spec(("portfolio", 1), ("tpot", 1)), budget, training, lambda trial: None, Shown(),
+                           engine_factory=lambda e: {"portfolio": leader, "tpot": close}[e.name],
+                           startup_times=StartupTimes(tmp_path / "startup.json"))
+    assert [r.ended for r in turns.reports] == ["slice", "slice"] and not turns.yielded
+    assert close.report.seconds == pytest.approx(50)

@@ -70,7 +70,10 @@ def test_every_evaluated_pipeline_is_a_nested_run_and_the_best_is_champion(store
     trials = children(runs, parent)
     assert parent.info.status == "FINISHED"
     assert len(trials) == int(parent.data.metrics["trials"]) >= 5
-    assert all(t.data.tags["smartecg.engine"] == "tpot" and "pipeline" in t.data.params for t in trials)
+    engines = [t.data.tags["smartecg.engine"] for t in sorted(trials, key=lambda t: t.info.start_time)]
+    # The portfolio's defaults first, then TPOT's pipelines, then the ensemble of the best.
+    assert engines[0] == "portfolio" and "tpot" in engines and set(engines) <= {"portfolio", "tpot", "ensemble"}
+    assert all("pipeline" in t.data.params for t in trials)
     assert all(t.info.status in ("FINISHED", "FAILED") for t in trials)
     scored = [t for t in trials if "val_macro_f1" in t.data.metrics]
     assert scored and all("fit_seconds" in t.data.metrics for t in scored)
@@ -80,7 +83,7 @@ def test_every_evaluated_pipeline_is_a_nested_run_and_the_best_is_champion(store
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "holdout")}
     assert {"holdout/holdout_confusion.png", "holdout/holdout_roc.png"} <= artifacts
     champion = client.get_model_version_by_alias("smartecg", "champion")
-    assert str(champion.version) == "1" and champion.tags["engine"] == "tpot"
+    assert str(champion.version) == "1" and champion.tags["engine"] == parent.data.tags["smartecg.selected"].split(":")[0]
     assert float(champion.tags["holdout_macro_f1"]) == pytest.approx(parent.data.metrics["holdout_macro_f1"], abs=1e-5)
     # Metrics per layout and page size sit beside the overall ones, on the parent and the version.
     layout_counts = {k.split(".")[1]: v for k, v in parent.data.metrics.items()
