@@ -1,26 +1,31 @@
-"""The benchmark SmartECG is judged by: its champion against plain AutoML on the same data and budget.
+"""The benchmark SmartECG is judged by: its search against every simpler way, on the same pages and budget.
 
-    python bench/quality.py --data DIR --test DIR --budget 20m [--experiment default] [--arms smartecg,tpot]
+    python bench/quality.py [--data DIR] [--test DIR] [--budget 20m] [--experiment default]
+                            [--arms smartecg,engines,defaults,tpot,autokeras] [--seeds N] [--out FILE]
 
-On the training folder ``--data`` (dataset layout: ``<Class>/*.jpg``) each arm gets the same
-budget; each is then scored on every page of the separate ``--test`` folder:
+Trains on ``--data`` (default ``../shared/data/ecg-real-train`` when it exists) and scores every
+arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). The arms:
 
 * ``smartecg``: ``smartecg search`` with the experiment spec, into a private MLflow store; its
-  champion is scored with ``smartecg evaluate`` (metrics overall and per layout).
-* ``tpot``: plain TPOT (default settings, its ``max_time_mins`` = the budget) on HOG features
-  of the whole page resized to 128x192, header and all: what one would try first.
-* ``autokeras``: plain AutoKeras (``ak.ImageClassifier`` with its defaults: its search space and
-  starts, greedy tuner, ``max_trials=100``, early stopping with patience 10) on whole pages
-  resized to 128x192. AutoKeras has no time budget of its own, so two things are ours: a Keras
-  callback stops training at the budget and no trial starts after it, and the validation pages
-  are passed as ``validation_data`` (a stratified fifth, as its default ``validation_split=0.2``
-  would take) so that the search ends with the best trial's best epoch instead of AutoKeras's
-  final refit on all pages, an extra fit the budget has no room for. Its pretrained start
-  (EfficientNet-B7 with ImageNet weights) fails here: there is no download.
+  champion answers the test pages (``smartecg predict --json``). ``--seeds N`` repeats it.
+* ``engines``: the same search with each of the spec's engines alone (``--engines NAME``), same
+  budget: ``engine:portfolio``, ``engine:tpot``, ``engine:optuna``, ``engine:autokeras``.
+* ``defaults``: scikit-learn's HistGradientBoosting, logistic regression (scaled), random forest
+  and RBF SVC (scaled), default settings, on the spec's feature sets of the lead area: what a user
+  would try by hand.
+* ``tpot``: plain TPOT (default settings, ``max_time_mins`` = the budget) on HOG of the whole
+  page resized to 128x192, header and all.
+* ``autokeras``: plain AutoKeras (``ak.ImageClassifier`` defaults, greedy tuner, early stopping)
+  on whole pages resized to 128x192, stopped at the budget by a Keras callback (no trial starts
+  after it); the validation pages are a stratified fifth passed as ``validation_data``, so the
+  search ends with the best trial's best epoch rather than a final refit the budget has no room
+  for. Its pretrained start needs a download and fails here.
 
-Prints accuracy, macro-F1 and per-class F1 side by side, plus wall time, and writes them to
-``--out`` (JSON) when given. Nothing is cached between arms except SmartECG's own feature cache,
-which lives in a private folder too.
+Every arm is scored the same way (:mod:`_scoring`): 5-class, 4-class cardiac (true COVID left
+out), 3x4 pages, 6x2 pages (layout from ``features.survey``) and 3x4 cardiac, each accuracy and
+macro-F1 with a 95% bootstrap interval, per-class F1 and wall time; SmartECG's arms also show the
+share of the cores their search kept busy. Results on the public dataset: cite Khan et al., Data
+in Brief 34 (2021) 106762, doi 10.17632/gwbz3fsgp8 (CC BY 4.0).
 """
 from __future__ import annotations
 
@@ -38,29 +43,94 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+from _scoring import format_row, score_answers  # noqa: E402
 from _search import smartecg_command, timed_search  # noqa: E402
 from automl.budget import parse_duration  # noqa: E402
 
-ARMS = ("smartecg", "tpot", "autokeras")
+ARMS = ("smartecg", "engines", "defaults", "tpot", "autokeras")
 _PLAIN_SHAPE = (128, 192)
+_SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
-def run_smartecg(data: Path, test: Path, budget: float, experiment: str, work: Path) -> dict:
+def run_smartecg(data: Path, test_paths: list[str], budget: float, experiment: str, work: Path, *,
+                 engines: str | None = None, seed: int = 0) -> dict:
+    """A search (of ``engines`` alone when given) and its champion's answers on the test pages."""
+    from automl.experiment import load_spec
+
     env = {**os.environ, "SMARTECG_CACHE": str(work / "cache"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
-    wall, search = timed_search(data, budget, experiment, env, work)
+    extra = (["--engines", engines] if engines else []) + ["--seed", str(seed)]
+    wall, search = timed_search(data, budget, experiment, env, work, extra=extra)
     if search.returncode != 0:
         return {"error": f"search exited {search.returncode}: {search.stdout[-2000:]}{search.stderr[-2000:]}",
                 "wall_seconds": wall}
-    scores = work / "smartecg-test"
-    subprocess.run(smartecg_command() + ["evaluate", str(test), "--out", str(scores)], env=env, cwd=work,
-                   capture_output=True, text=True, check=True)
-    metrics = json.loads((scores / "metrics.json").read_text())
+    registry = load_spec(experiment).registry_name
+    answers = subprocess.run(smartecg_command() + ["predict", *test_paths, "--json", "--model",
+                                                   f"models:/{registry}@champion"],
+                             env=env, cwd=work, capture_output=True, text=True)
+    rows = [json.loads(line) for line in answers.stdout.splitlines() if line.startswith("{")]
     lines = search.stdout.splitlines()
-    best = next((line for line in lines if line.startswith("best: ")), "")
-    finished = next((line for line in lines if line.startswith("search finished")), "")
-    return {**_headline(metrics), "by_group": metrics.get("by_group", {}), "wall_seconds": wall,
-            "model": best[len("best: "):], "search": finished}
+    return {"answers": {r["image"]: r["probabilities"] for r in rows}, "wall_seconds": wall,
+            "model": next((line[len("best: "):] for line in lines if line.startswith("best: ")), ""),
+            "search": "\n".join(_engine_lines(lines))}
+
+
+def _engine_lines(summary: list[str]) -> list[str]:
+    """The search's closing line and its lines per engine call (what each did with its time)."""
+    start = next((i for i, line in enumerate(summary) if line.startswith("search finished")), None)
+    if start is None:
+        return []
+    out = [summary[start]]
+    for line in summary[start + 1:]:
+        if not line.startswith("  "):
+            break
+        out.append(line)
+    return out
+
+
+def run_defaults(data: Path, test_paths: list[str], experiment: str, work: Path) -> dict[str, dict]:
+    """scikit-learn's defaults on the spec's feature sets (lead area only), one arm per model."""
+    import warnings
+
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from automl.experiment import load_spec
+    from features.dataset import scan
+    from features.handcrafted import PageFeatures
+
+    spec = load_spec(experiment)
+    started = time.perf_counter()
+    frame = scan(data, progress=False).frame
+    features = PageFeatures(sets=tuple(spec.features), n_jobs=-1, cache_dir=work / "cache", progress=False)
+    X, y = features.transform([str(p) for p in frame["path"]]), frame["label"].to_numpy(dtype=object)
+    X_test = features.transform(test_paths)
+    prepared = time.perf_counter() - started
+
+    def filled(model, scale=True):  # missing measures (a lead not read) are NaN: only HGB takes them as they are
+        return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                             *([StandardScaler()] if scale else []), model)
+
+    models = {"hgb": HistGradientBoostingClassifier(), "logistic": filled(LogisticRegression(max_iter=2000)),
+              "random_forest": filled(RandomForestClassifier(), scale=False), "svc": filled(SVC(probability=True))}
+    results = {}
+    for name, model in models.items():
+        fit_started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+            proba = model.predict_proba(X_test)
+        classes = [str(c) for c in model.classes_]
+        results[f"defaults:{name}"] = {
+            "answers": {p: dict(zip(classes, map(float, row))) for p, row in zip(test_paths, proba)},
+            "wall_seconds": prepared + time.perf_counter() - fit_started,
+            "model": f"{type(model[-1] if hasattr(model, 'steps') else model).__name__} (defaults) on "
+                     f"{', '.join(spec.features)}"}
+    return results
 
 
 def run_plain_tpot(data: Path, test: Path, budget: float, work: Path) -> dict:
@@ -99,11 +169,9 @@ def _plain_autokeras_worker(data: str, test: str, deadline: str, out: str) -> in
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from automl.evaluate import evaluate
-
     stop_at = float(deadline)
     x_pages, y_pages, classes = _whole_pages(Path(data))
-    x_test, y_test, _ = _whole_pages(Path(test))
+    x_test, _, _ = _whole_pages(Path(test))
     y = np.array([classes.index(c) for c in y_pages])
     train, val = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
     classifier = ak.ImageClassifier(overwrite=True, directory=str(Path(out).parent / "ak"), seed=0)
@@ -125,10 +193,11 @@ def _plain_autokeras_worker(data: str, test: str, deadline: str, out: str) -> in
     search_seconds = time.time() - start
     trials = classifier.tuner.oracle.trials.values()
     proba = np.asarray(classifier.export_model().predict(x_test, verbose=0), dtype=float)
-    evaluation = evaluate(y_test, proba, classes)
     best = classifier.tuner.oracle.get_best_trials(1)[0].hyperparameters.values
+    test_paths = _scanned_paths(Path(test))
     Path(out).write_text(json.dumps({
-        **_headline(evaluation.metrics), "search_seconds": search_seconds,
+        "answers": {p: dict(zip(classes, map(float, row))) for p, row in zip(test_paths, proba)},
+        "search_seconds": search_seconds,
         "trials": {str(status): sum(str(t.status) == str(status) for t in trials) for status in {t.status for t in trials}},
         "model": f"ak.ImageClassifier defaults; best trial: {best.get('image_block_1/block_type')} "
                  f"{ {k: v for k, v in best.items() if not k.startswith('image_block_1/')} }"}))
@@ -139,19 +208,26 @@ def _plain_tpot_worker(data: str, test: str, budget: str, out: str) -> int:
     import warnings
 
     from automl.engines.tpot_worker import _import_tpot
-    from automl.evaluate import evaluate
 
     warnings.simplefilter("ignore")
     tpot = _import_tpot()
     X_train, y_train, classes = _whole_page_hog(Path(data))
-    X_test, y_test, _ = _whole_page_hog(Path(test))
+    X_test, _, _ = _whole_page_hog(Path(test))
     estimator = tpot.TPOTClassifier(max_time_mins=float(budget) / 60.0, n_jobs=2, random_state=0, verbose=0)
     estimator.fit(X_train, y_train)
     proba = estimator.predict_proba(X_test)
-    order = [list(estimator.classes_).index(c) for c in classes]
-    evaluation = evaluate(y_test, proba[:, order], classes)
-    Path(out).write_text(json.dumps({**_headline(evaluation.metrics), "model": str(estimator.fitted_pipeline_)}))
+    names = [str(c) for c in estimator.classes_]
+    Path(out).write_text(json.dumps({
+        "answers": {p: dict(zip(names, map(float, row))) for p, row in zip(_scanned_paths(Path(test)), proba)},
+        "model": str(estimator.fitted_pipeline_)}))
     return 0
+
+
+def _scanned_paths(root: Path) -> list[str]:
+    """The pages of a folder, in the order the plain arms read them."""
+    from features.dataset import scan
+
+    return [str(p) for p in scan(root, progress=False).frame["path"]]
 
 
 def _whole_page_hog(root: Path):
@@ -184,32 +260,39 @@ def _whole_pages(root: Path):
     return np.array(pages, dtype=np.float32)[..., None], labels, sorted(set(labels))
 
 
-def _headline(metrics: dict) -> dict:
-    keep = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc")
-    return {**{k: metrics[k] for k in keep if k in metrics},
-            "f1": {k[3:]: v for k, v in metrics.items() if k.startswith("f1_")}}
+def print_table(results: dict, labels: dict, layouts: dict, classes: list[str]) -> dict:
+    """Scores every arm's answers the same way; prints one row per arm and returns the scores."""
+    import numpy as np
 
-
-def print_table(results: dict) -> None:
-    classes = sorted({c for r in results.values() for c in r.get("f1", {})})
-    print(f"{'arm':10s} {'accuracy':>8s} {'macro-F1':>8s} " + " ".join(f"{c[:10]:>10s}" for c in classes)
-          + f" {'wall s':>8s}")
-    for arm, r in results.items():
-        if "error" in r:
-            print(f"{arm:10s} failed: {r['error'].splitlines()[0]}")
+    scored = {}
+    paths = sorted(labels)
+    print("macro-F1 per slice: accuracy/macro-F1 [95% bootstrap interval of macro-F1] n=pages")
+    for arm, result in results.items():
+        if "error" in result:
+            print(f"{arm:18s} failed: {result['error'].splitlines()[0] if result['error'] else ''}")
             continue
-        print(f"{arm:10s} {r['accuracy']:8.3f} {r['macro_f1']:8.3f} "
-              + " ".join(f"{r['f1'].get(c, float('nan')):10.3f}" for c in classes) + f" {r['wall_seconds']:8.0f}")
-    for arm, r in results.items():
-        for kind, groups in r.get("by_group", {}).items():
-            for group, v in groups.items():
-                print(f"  {arm} {kind} {group}: n={int(v['n'])} accuracy {v['accuracy']:.3f} macro-F1 {v['macro_f1']:.3f}")
-        if r.get("model"):
-            print(f"  {arm} model: {r['model'][:200]}")
-        if r.get("search"):
-            print(f"  {arm} {r['search']}")
-        if r.get("trials"):
-            print(f"  {arm} trials by status: {r['trials']}; search {r['search_seconds']:.0f} s")
+        answers = result["answers"]
+        missing = [p for p in paths if p not in answers]
+        kept = [p for p in paths if p in answers]
+        proba = np.array([[answers[p].get(c, 0.0) for c in classes] for p in kept])
+        scores = score_answers([labels[p] for p in kept], proba, classes, [layouts[p] for p in kept])
+        scores["unanswered"] = len(missing)
+        scored[arm] = {**scores, "wall_seconds": result.get("wall_seconds"), "model": result.get("model", ""),
+                       "search": result.get("search", "")}
+        print(format_row(arm, scores, result.get("wall_seconds")))
+    for arm, s in scored.items():
+        print(f"  {arm}: per-class F1 " + ", ".join(f"{c} {v:.3f}" for c, v in s.get("f1", {}).items())
+              + (f"; {s['unanswered']} pages unanswered" if s["unanswered"] else ""))
+        if s["model"]:
+            print(f"  {arm} model: {s['model'][:300]}")
+        for line in s["search"].splitlines():
+            print(f"  {arm} {line.strip()}")
+    return scored
+
+
+def _default_folder(name: str) -> Path | None:
+    folder = _SHARED / name
+    return folder if folder.is_dir() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,34 +302,62 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--plain-autokeras-worker":
         return _plain_autokeras_worker(*argv[1:5])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="training folder (<Class>/*.jpg)")
-    parser.add_argument("--test", type=Path, required=True, help="separate test folder, same layout")
+    parser.add_argument("--data", type=Path, default=_default_folder("ecg-real-train"),
+                        help="training folder (<Class>/*.jpg); default ../shared/data/ecg-real-train")
+    parser.add_argument("--test", type=Path, default=_default_folder("ecg-real-sample"),
+                        help="separate test folder, same layout; default ../shared/data/ecg-real-sample")
     parser.add_argument("--budget", default="20m", help="each arm's budget, e.g. 20m")
     parser.add_argument("--experiment", default="default", help="SmartECG experiment spec")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {', '.join(ARMS)}")
+    parser.add_argument("--seeds", type=int, default=1, help="how many times the smartecg arm runs (seeds 0..N-1)")
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
+    if args.data is None or args.test is None:
+        parser.error("give --data and --test (the shared real pages are not beside this checkout)")
     budget = parse_duration(args.budget)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
-    results = {}
+    from automl.experiment import load_spec
+    from features.dataset import scan
+    from features.survey import survey_pages
+
+    data, test = args.data.resolve(), args.test.resolve()
+    frame = scan(test, progress=False).frame
+    test_paths = [str(p) for p in frame["path"]]
+    labels = dict(zip(test_paths, frame["label"]))
+    layouts = dict(zip(test_paths, survey_pages(test_paths, n_jobs=-1, progress=False)["layout"]))
+    classes = sorted(set(labels.values()))
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="smartecg-quality-") as tmp:
+        def work(name: str) -> Path:
+            folder = Path(tmp) / name.replace(":", "-")
+            folder.mkdir()
+            print(f"{name}: running with a {args.budget} budget...", flush=True)
+            return folder
+
         for arm in arms:
-            work = Path(tmp) / arm
-            work.mkdir()
-            print(f"{arm}: running with a {args.budget} budget...", flush=True)
             if arm == "smartecg":
-                results[arm] = run_smartecg(args.data.resolve(), args.test.resolve(), budget, args.experiment, work)
+                for seed in range(args.seeds):
+                    name = "smartecg" if args.seeds == 1 else f"smartecg:seed{seed}"
+                    results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name), seed=seed)
+            elif arm == "engines":
+                for engine in load_spec(args.experiment).engines:
+                    name = f"engine:{engine.name}"
+                    results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name),
+                                                 engines=engine.name)
+            elif arm == "defaults":
+                results.update(run_defaults(data, test_paths, args.experiment, work("defaults")))
             elif arm == "tpot":
-                results[arm] = run_plain_tpot(args.data.resolve(), args.test.resolve(), budget, work)
+                results["tpot"] = run_plain_tpot(data, test, budget, work("tpot"))
             else:
-                results[arm] = run_plain_autokeras(args.data.resolve(), args.test.resolve(), budget, work)
-    print(f"train {args.data}, test {args.test}, budget {args.budget} per arm")
-    print_table(results)
+                results["autokeras"] = run_plain_autokeras(data, test, budget, work("autokeras"))
+    print(f"train {data} ({len(scan(data, progress=False).frame)} pages), test {test} ({len(test_paths)} pages), "
+          f"budget {args.budget} per arm")
+    scored = print_table(results, labels, layouts, classes)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2, default=float))
+        args.out.write_text(json.dumps(scored, indent=2, default=float))
     return 0
 
 
