@@ -106,33 +106,38 @@ def run_search(
 
     budget = Budget(budget_seconds, reserve=min(spec.reserve_seconds, 0.3 * budget_seconds))
     core_use = CoreUse().start()
-    shown = SearchProgress(budget, spec.metric, stream=stream, enabled=progress)
-    # Opening MLflow (imports, the SQLite store, ending runs of dead searches) takes a second or
-    # two: it happens in a thread while the data is scanned and its features are read.
-    uri = resolve_tracking_uri(tracking_uri)
-    opener = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="smartecg-tracking")
-    tracker_ready = opener.submit(_open_tracker, uri, spec.name)
-    opener.shutdown(wait=False)
-    shown.set_stage("data")  # SearchProgress also times each stage, for the run's seconds_* metrics
-    root = Path(data) if data is not None else demo_dataset(progress=False)
-    manifest = manifest if manifest is not None else scan(root, progress=False)
-    skipped = {str(s.path): s.reason for s in manifest.skipped}
-    for path, reason in skipped.items():
-        shown.message(f"skipped {path}: {reason}")
-    frame = assign_splits(manifest, fractions=spec.split_fractions, seed=seed)
-    shown.set_stage("features")
-    vectors, frame, unreadable = _features(frame, spec, shown, cache_dir=default_cache_dir())
-    skipped.update(unreadable)
-    holdout_groups = _holdout_groups(frame, cache_dir=default_cache_dir())
+    try:  # a dataset that cannot be used stops the search here: the sampler must not outlive it
+        shown = SearchProgress(budget, spec.metric, stream=stream, enabled=progress)
+        # Opening MLflow (imports, the SQLite store, ending runs of dead searches) takes a second or
+        # two: it happens in a thread while the data is scanned and its features are read.
+        uri = resolve_tracking_uri(tracking_uri)
+        opener = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="smartecg-tracking")
+        tracker_ready = opener.submit(_open_tracker, uri, spec.name)
+        opener.shutdown(wait=False)
+        shown.set_stage("data")  # SearchProgress also times each stage, for the run's seconds_* metrics
+        root = Path(data) if data is not None else demo_dataset(progress=False)
+        manifest = manifest if manifest is not None else scan(root, progress=False)
+        skipped = {str(s.path): s.reason for s in manifest.skipped}
+        for path, reason in skipped.items():
+            shown.message(f"skipped {path}: {reason}")
+        frame = assign_splits(manifest, fractions=spec.split_fractions, seed=seed)
+        shown.set_stage("features")
+        vectors, frame, unreadable = _features(frame, spec, shown, cache_dir=default_cache_dir())
+        skipped.update(unreadable)
+        holdout_groups = _holdout_groups(frame, cache_dir=default_cache_dir())
 
-    data_hash = manifest.data_hash()
-    search_run = _LazySearchRun(tracker_ready, name=run_name or f"search-{format_duration(budget_seconds)}", params={
-        "budget_seconds": budget_seconds, "seed": seed, "data": str(root), "metric": spec.metric,
-        "features": ",".join(spec.features), "engines": ",".join(e.name for e in spec.engines),
-        "spec": spec.source, "n_images": len(frame), "n_skipped": len(skipped)},
-        tags={"smartecg.data_hash": data_hash, "smartecg.git_commit": git_commit(),
-              "smartecg.budget": format_duration(budget_seconds), **(run_tags or {})},
-        documents={**({"skipped_files.json": skipped} if skipped else {}), **(documents or {})})
+        data_hash = manifest.data_hash()
+        name = run_name or f"search-{format_duration(budget_seconds)}"
+        search_run = _LazySearchRun(tracker_ready, name=name, params={
+            "budget_seconds": budget_seconds, "seed": seed, "data": str(root), "metric": spec.metric,
+            "features": ",".join(spec.features), "engines": ",".join(e.name for e in spec.engines),
+            "spec": spec.source, "n_images": len(frame), "n_skipped": len(skipped)},
+            tags={"smartecg.data_hash": data_hash, "smartecg.git_commit": git_commit(),
+                  "smartecg.budget": format_duration(budget_seconds), **(run_tags or {})},
+            documents={**({"skipped_files.json": skipped} if skipped else {}), **(documents or {})})
+    except BaseException:
+        core_use.stop()
+        raise
     workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
     status = "FAILED"
     try:
@@ -222,7 +227,8 @@ class _Pages:
 def _search(run: _Run, pages: _Pages) -> SearchResult:
     from features.handcrafted import PageFeatures
 
-    spec, budget, shown, search_run, workdir, seed = run.spec, run.budget, run.shown, run.search_run, run.workdir, run.seed
+    spec, budget, shown, search_run, workdir = run.spec, run.budget, run.shown, run.search_run, run.workdir
+    seed = run.seed
     manifest, frame, vectors, holdout_groups, data_hash = (pages.manifest, pages.frame, pages.vectors,
                                                            pages.holdout_groups, pages.data_hash)
 
@@ -300,10 +306,9 @@ def _log_core_use(search_run, core_use: CoreUse) -> None:
         tracker = search_run.tracker
     except Exception:  # MLflow never opened: the search's own error is the one to see
         return
-    window = getattr(search_run, "engine_window", None)
     metrics = {"core_use_share": core_use.share()}
-    if window is not None:
-        metrics["core_use_share_engines"] = core_use.share(*window)
+    if search_run.engine_window is not None:
+        metrics["core_use_share_engines"] = core_use.share(*search_run.engine_window)
     tracker.log_metrics(tracker.parent_run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
 
 

@@ -42,7 +42,7 @@ def greedy_selection(oof: list[np.ndarray], y: np.ndarray, score, rounds: int = 
         n = counts.sum()
         trial_scores = [score(y, (total + p) / (n + 1)) for p in oof]
         pick = int(np.nanargmax(trial_scores))  # ties: the earlier (better-ranked) candidate
-        if history and trial_scores[pick] < best_score - 1e-12 and counts.sum() >= 1:
+        if history and trial_scores[pick] < best_score - 1e-12:
             break  # adding anything makes it worse: the ensemble so far is the answer
         counts[pick] += 1
         total += oof[pick]
@@ -89,9 +89,9 @@ def build_ensemble(candidates: list, training, *, rounds: int = 25, pool: int = 
     joinable = joinable[:pool]
     if len(joinable) < 2:
         return None
-    y = joinable[0].calibration.y
-    oof = [c.calibration.proba[np.argsort(c.calibration.pages)] for c in joinable]
-    y = y[np.argsort(joinable[0].calibration.pages)]
+    in_page_order = [np.argsort(c.calibration.pages) for c in joinable]
+    oof = [c.calibration.proba[order] for c, order in zip(joinable, in_page_order)]
+    y = joinable[0].calibration.y[in_page_order[0]]
     selection = greedy_selection(oof, y, lambda t, p: score_probabilities(training.metric, t, p), rounds=rounds)
     picked = [i for i, w in enumerate(selection.weights) if w > 0]
     if len(picked) < 2:

@@ -84,7 +84,7 @@ class OptunaEngine:
         self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
         self.report: EngineReport | None = None
         self._calls, self._trials_run, self._records = 0, 0, []
-        self._val_idx: np.ndarray | None = None
+        self._val_idx: np.ndarray | None = None  # the validation pages (the same split in every call)
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         from features.cache import default_cache_dir
@@ -100,12 +100,12 @@ class OptunaEngine:
         if trials_left is not None and trials_left <= 0:
             self.report = EngineReport(self.name, seconds, 0.0, 0, "finished", f"its cap of {self.max_trials} trials "
                                        "was reached in an earlier call")
-            return self._best(self._records, self._val_idx)
+            return self._best(self._records)
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
         train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
         self._val_idx = val_idx
-        load_reserve = self._load_reserve(seconds)
+        load_reserve = min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
         job = {
             "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
             "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
@@ -131,7 +131,7 @@ class OptunaEngine:
                                    read_json(workdir / "done.json"))
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
             raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        return self._best(self._records, val_idx)
+        return self._best(self._records)
 
     def _report(self, slice_seconds: float, seconds: float, run, records: list[dict], done: dict) -> EngineReport:
         ended = "slice" if run.stopped else done.get("ended", "finished")
@@ -139,17 +139,14 @@ class OptunaEngine:
         if not records and (run.stopped or ended == "starved"):
             ended = "starved"
             reason = (f"no trial: the worker's start-up took {run.startup_seconds:.0f} s and left "
-                      f"{done.get('left_after_startup', 0):.0f} s, less than the {MIN_TRIAL_SECONDS:.0f} s a trial needs"
+                      f"{done.get('left_after_startup', 0):.0f} s, less than the {MIN_TRIAL_SECONDS:.0f} s "
+                      "a trial needs"
                       if run.startup_seconds is not None else
                       f"no trial: the worker was still starting (TensorFlow, the study) when its {slice_seconds:.0f} s "
                       "slice ended")
         elif ended == "finished" and self.max_trials is not None and self._trials_run >= self.max_trials:
             reason = f"its cap of {self.max_trials} trials"
         return EngineReport(self.name, slice_seconds, seconds, len(records), ended, reason, run.startup_seconds)
-
-    @staticmethod
-    def _load_reserve(seconds: float) -> float:
-        return min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
 
     def study_name(self, experiment: str) -> str:
         """The study this engine adds trials to: the ``study`` option, else one named after its choices."""
@@ -165,7 +162,7 @@ class OptunaEngine:
         study = _stored_study(self.study_name(experiment), self.storage_url())
         return 0 if study is None else len(study.get_trials(deepcopy=False))
 
-    def _best(self, records: list[dict], val_idx: np.ndarray | None) -> list[Candidate]:
+    def _best(self, records: list[dict]) -> list[Candidate]:
         done = [r for r in records if r["status"] == "ok" and r.get("model") and r.get("score") is not None]
         done.sort(key=lambda r: -r["score"])
         candidates = []
@@ -177,7 +174,7 @@ class OptunaEngine:
                 continue
             candidates.append(Candidate(self.name, model, float(record["score"]), record["params"],
                                         record.get("run_id"), record["description"],
-                                        _validation_set(Path(record["model"]).with_suffix(".val.npz"), val_idx)))
+                                        _validation_set(Path(record["model"]).with_suffix(".val.npz"), self._val_idx)))
         return candidates
 
 
