@@ -122,3 +122,22 @@ def test_candidates_without_shared_out_of_fold_pages_do_not_join(tmp_path):
         candidate.calibration.proba = candidate.calibration.proba[:0]
         candidate.calibration.y = candidate.calibration.y[:0]
     assert build_ensemble(candidates, data) is None
+
+
+def test_selection_folds_are_shared_stratified_and_not_the_searchs_own():
+    """Candidates of every engine are ranked on the same splits, and a searching engine's winner
+    is not scored on the folds it was chosen on (TPOT's CV uses the seed's own folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from automl.engines.base import selection_folds
+
+    y = np.repeat([0, 1, 2], [60, 12, 28])
+    splits = selection_folds(y, seed=3, folds=5)
+    tested = np.sort(np.concatenate([test for _, test in splits]))
+    assert np.array_equal(tested, np.arange(len(y)))  # every page is out of fold exactly once
+    assert all(np.bincount(y[test], minlength=3).min() >= 2 for _, test in splits)  # stratified
+    again = selection_folds(y, seed=3, folds=5)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, again))
+    searched = list(StratifiedKFold(5, shuffle=True, random_state=3).split(np.zeros(len(y)), y))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(splits, searched))
+    assert len(selection_folds(np.repeat([0, 1], [50, 3]), seed=0, folds=5)) == 3  # capped by the rarest class

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog, selection_folds
 
 __all__ = ["DEFAULT_CONFIGURATIONS", "PortfolioEngine"]
 
@@ -108,8 +108,6 @@ class PortfolioEngine:
         self.report: EngineReport | None = None
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
-        from sklearn.model_selection import StratifiedKFold
-
         from automl.calibration import CalibrationSet
         from automl.evaluate import score_probabilities
         from automl.model import ECGModel
@@ -119,8 +117,7 @@ class PortfolioEngine:
         classes = list(data.classes)
         y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
         X = np.asarray(data.X, dtype=np.float64)
-        folds = StratifiedKFold(max(2, min(self.cv, int(np.bincount(y).min()))), shuffle=True, random_state=data.seed)
-        splits = list(folds.split(X, y))
+        splits = selection_folds(y, data.seed, self.cv)
         done: list[dict] = []
         skipped = []
         slowest = 0.0

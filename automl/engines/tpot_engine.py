@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog, selection_folds
 from automl.engines.runner import run_worker
 from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
@@ -141,12 +141,13 @@ class TPOTEngine:
         return candidates
 
     def _out_of_fold(self, record: dict, data: TrainingData, y: np.ndarray, deadline: float):
-        """Each training page's probabilities from the fold that did not fit on it (for calibration).
+        """Each training page's probabilities from the fold that did not fit on it (for calibration
+        and ranking), on the shared selection folds rather than the ones TPOT chose the pipeline on.
 
         The pipeline's cross-validation took ``record["seconds"]``, and this costs the same: it is
         left out (the candidate stays uncalibrated) when the slice has no such time left.
         """
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        from sklearn.model_selection import cross_val_predict
 
         from automl.calibration import CalibrationSet
 
@@ -154,7 +155,7 @@ class TPOTEngine:
             log.info("tpot: no time left for out-of-fold predictions of trial %d; it stays uncalibrated",
                      record["number"])
             return None
-        folds = StratifiedKFold(self._folds(y), shuffle=True, random_state=data.seed)  # as the worker's CV
+        folds = selection_folds(y, data.seed, self._folds(y))  # not the folds TPOT chose it on
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
