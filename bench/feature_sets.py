@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# First, even when PYTHONPATH has it: bench/features.py beside this script would hide the package.
+sys.path.insert(0, str(REPO_ROOT))
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
