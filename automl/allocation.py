@@ -16,6 +16,7 @@ successive halving across engines. The decision and the scores behind it are sai
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -62,6 +63,11 @@ class EngineTurns:
                 metrics[name] = metrics.get(name, 0.0) + value
             if report.startup_seconds is not None:
                 metrics[f"engine_{report.engine}_startup_seconds"] = report.startup_seconds
+        for engine in {r.engine for r in self.reports}:  # busy share over all its calls, time-weighted
+            timed = [r for r in self.reports if r.engine == engine and r.core_share is not None and r.seconds > 0]
+            if timed:
+                metrics[f"engine_{engine}_core_share"] = (sum(r.core_share * r.seconds for r in timed)
+                                                          / sum(r.seconds for r in timed))
         return metrics
 
     def document(self) -> dict:
@@ -70,9 +76,11 @@ class EngineTurns:
 
 
 def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_factory: Callable,
-                startup_times: StartupTimes | None = None) -> tuple[list[Candidate], EngineTurns]:
+                startup_times: StartupTimes | None = None, core_use=None) -> tuple[list[Candidate], EngineTurns]:
     """Run the spec's engines in order, then give back what they left; returns every engine's
-    latest candidates and what happened. One engine's failure never costs the others' results."""
+    latest candidates and what happened. One engine's failure never costs the others' results.
+    ``core_use``: a running :class:`automl.core_use.CoreUse`; each call's report then says how
+    busy the cores were during it."""
     startup_times = startup_times or StartupTimes()
     turns = EngineTurns()
     engines: dict[str, object] = {}
@@ -101,7 +109,7 @@ def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_fact
 
     def call(name: str, seconds: float) -> None:
         shown.set_stage(name, shown_as=f"{name} ({format_duration(seconds)})")
-        engine, started = engines[name], budget.elapsed()
+        engine, started, clock_started = engines[name], budget.elapsed(), time.monotonic()
         judge = _Trailing(name, seconds, budget, best)
         if training is not None:
             training.should_stop = judge
@@ -116,6 +124,9 @@ def run_engines(spec, budget: Budget, training, log_trial, shown, *, engine_fact
         report = getattr(engine, "report", None) or EngineReport(name, seconds, budget.elapsed() - started,
                                                                   0, "finished", "no report from the engine")
         startup_times.record(name, report.startup_seconds)
+        if core_use is not None:
+            share = core_use.share(clock_started, time.monotonic())
+            report.core_share = share if share == share else None  # NaN: the call was shorter than a sample
         if judge.decision is not None:
             report.ended, report.reason = "yielded", judge.decision["said"]
             turns.yielded[name] = judge.decision

@@ -141,7 +141,7 @@ def run_search(
     workdir = Path(tempfile.mkdtemp(prefix="smartecg-search-"))
     status = "FAILED"
     try:
-        result = _search(_Run(spec, budget, shown, search_run, workdir, seed, engine_factory, register),
+        result = _search(_Run(spec, budget, shown, search_run, workdir, seed, engine_factory, register, core_use),
                          _Pages(root, manifest, frame, vectors, holdout_groups, data_hash))
         result.core_use = core_use
         result.skipped = sorted(skipped)
@@ -210,6 +210,7 @@ class _Run:
     seed: int
     engine_factory: Callable[[EngineSpec], object]
     register: bool
+    core_use: CoreUse | None = None
 
 
 @dataclass
@@ -249,7 +250,8 @@ def _search(run: _Run, pages: _Pages) -> SearchResult:
         return search_run.tracker.log_trial(trial, spec.metric)
 
     engines_started = time.monotonic()
-    candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=run.engine_factory)
+    candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=run.engine_factory,
+                                    core_use=run.core_use)
     search_run.engine_window = (engines_started, time.monotonic())  # for the core-use share of the engines
     tracker = search_run.tracker
     _log_turns(tracker, turns)

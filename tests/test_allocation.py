@@ -250,3 +250,38 @@ def test_an_engine_close_to_the_leader_keeps_its_slice(tmp_path):
                            startup_times=StartupTimes(tmp_path / "startup.json"))
     assert [r.ended for r in turns.reports] == ["slice", "slice"] and not turns.yielded
     assert close.report.seconds == pytest.approx(50)
+
+
+class TimedEngine:
+    """Real time, real CPU: waits idle (``busy=False``) or computes on one core for ``seconds``."""
+
+    def __init__(self, name, seconds, busy):
+        self.name, self.seconds, self.busy, self.report = name, seconds, busy, None
+
+    def search(self, data, seconds, log_trial):
+        end = time.monotonic() + self.seconds
+        while time.monotonic() < end:
+            if self.busy:
+                sum(i * i for i in range(20_000))
+            else:
+                time.sleep(0.05)
+        self.report = EngineReport(self.name, seconds, self.seconds, 1, "finished")
+        return []
+
+
+def test_each_engine_call_says_how_busy_the_cores_were(tmp_path):
+    """Where a search leaves cores idle shows per engine (sampled from the OS, not modelled)."""
+    from automl.core_use import CoreUse
+
+    core_use = CoreUse(interval=0.2, cores=2).start()
+    try:
+        engines = {"idle": TimedEngine("idle", 2.5, busy=False), "busy": TimedEngine("busy", 2.5, busy=True)}
+        _, turns = run_engines(_spec(("idle", 1), ("busy", 1)), Budget(60, reserve=0), None, None, Shown(),
+                               engine_factory=lambda e: engines[e.name], core_use=core_use,
+                               startup_times=StartupTimes(tmp_path / "startup.json"))
+    finally:
+        core_use.stop()
+    idle, busy = turns.reports
+    assert idle.core_share < 0.15 < 0.3 < busy.core_share <= 0.6  # one of two cores: about half
+    assert "cores" in busy.line() and f"{busy.core_share:.0%} busy" in busy.line()
+    assert turns.metrics()["engine_busy_core_share"] == pytest.approx(busy.core_share)

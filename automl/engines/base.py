@@ -106,6 +106,8 @@ class EngineReport:
     (the search stopped it early, its scores trailing the other engines': the rest of its slice
     went to them).
     ``startup_seconds``: from the worker's spawn to its first trial (imports, set-up), measured.
+    ``core_share``: the share of the machine's cores busy during the call (set by the search
+    from :class:`automl.core_use.CoreUse`), where the idle time of a search shows up.
     """
 
     engine: str
@@ -115,12 +117,14 @@ class EngineReport:
     ended: str
     reason: str = ""
     startup_seconds: float | None = None
+    core_share: float | None = None
 
     def line(self) -> str:
-        """``optuna: 3 trials in 41 s of a 45 s slice (the slice's end stopped it)``."""
+        """``optuna: 3 trials in 41 s of a 45 s slice (the slice's end stopped it), cores 93% busy``."""
         trials = f"{self.trials} trial" + ("" if self.trials == 1 else "s")
         why = self.reason or {"finished": "ended by itself", "slice": "the slice's end stopped it"}.get(self.ended, "")
-        return f"{self.engine}: {trials} in {self.seconds:.0f} s of a {self.slice_seconds:.0f} s slice ({why})"
+        busy = f", cores {self.core_share:.0%} busy" if self.core_share is not None else ""
+        return f"{self.engine}: {trials} in {self.seconds:.0f} s of a {self.slice_seconds:.0f} s slice ({why}){busy}"
 
 
 class Engine(Protocol):
