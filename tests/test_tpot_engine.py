@@ -4,8 +4,8 @@ import pytest
 from automl.engines.tpot_engine import TPOTEngine
 
 
-def _ok(score, seconds):
-    return {"status": "ok", "score": score, "seconds": seconds}
+def _ok(score, seconds, pipeline=None):
+    return {"status": "ok", "score": score, "seconds": seconds, "pipeline": pipeline or f"pipeline scoring {score}"}
 
 
 def test_the_refit_reserve_follows_the_cost_of_the_best_pipelines():
@@ -19,3 +19,18 @@ def test_the_refit_reserve_follows_the_cost_of_the_best_pipelines():
     assert engine._refit_seconds(slow, folds=3, least=least, seconds=120) == pytest.approx(26.0)
     # Never more than half the slice: TPOT still gets to search.
     assert engine._refit_seconds(slow, folds=3, least=least, seconds=40) == 20.0
+
+
+def test_a_pipeline_evaluated_again_is_one_candidate():
+    """Evolution brings individuals back: the best three trials of a real search were one pipeline."""
+    from automl.engines.tpot_engine import _best_distinct
+
+    forest, boosting, svc = "RandomForestClassifier(...)", "HistGradientBoostingClassifier(...)", "SVC(...)"
+    records = [_ok(0.77, 3.0, forest), _ok(0.71, 2.0, svc), _ok(0.77, 3.0, forest), _ok(0.75, 9.0, boosting),
+               {"status": "failed", "score": None, "seconds": 1.0, "pipeline": "broken"}, _ok(0.60, 1.0, forest)]
+    best = _best_distinct(records, 3)
+    assert [r["pipeline"] for r in best] == [forest, boosting, svc]
+    assert best[0]["score"] == 0.77
+    # The refit reserve counts the distinct best ones: (3 + 9 + 2) s of CV, each 4/3 with its refit.
+    assert TPOTEngine(candidates=3)._refit_seconds(records, folds=3, least=1.0, seconds=600) == pytest.approx(
+        2.0 + 14.0 * 4 / 3)

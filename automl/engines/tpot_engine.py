@@ -113,16 +113,13 @@ class TPOTEngine:
         cross-validation again and its refit about one more fold; never more than half the slice.
         On a busy machine a pipeline's cross-validation can take longer than the fixed minimum,
         and a candidate with no time for its out-of-fold predictions stays uncalibrated."""
-        ok = sorted((r for r in records if r["status"] == "ok" and r.get("score") is not None),
-                    key=lambda r: -r["score"])[: self.candidates]
-        need = 2.0 + sum(float(r.get("seconds") or 0.0) * (1.0 + 1.0 / folds) for r in ok)
+        best = _best_distinct(records, self.candidates)
+        need = 2.0 + sum(float(r.get("seconds") or 0.0) * (1.0 + 1.0 / folds) for r in best)
         return min(0.5 * seconds, max(least, need))
 
     def _refit_best(self, records: list[dict], data: TrainingData, y: np.ndarray, deadline: float) -> list[Candidate]:
-        ok = [r for r in records if r["status"] == "ok" and r.get("score") is not None]
-        ok.sort(key=lambda r: -r["score"])
         candidates: list[Candidate] = []
-        for record in ok[: self.candidates]:
+        for record in _best_distinct(records, self.candidates):
             if candidates and time.monotonic() >= deadline:
                 break  # the best one is always refitted; the others only while time is left
             pipeline = _unfitted(record)
@@ -168,6 +165,16 @@ class TPOTEngine:
     def _folds(self, y: np.ndarray) -> int:
         """Cross-validation folds: the spec's, but no more than the rarest class has pages."""
         return max(2, min(self.cv, int(np.bincount(y).min())))
+
+
+def _best_distinct(records: list[dict], n: int) -> list[dict]:
+    """The ``n`` best-scored pipelines, best first, each once: TPOT evaluates an individual again
+    when evolution brings it back, and three copies of one pipeline are one candidate."""
+    ok = sorted((r for r in records if r["status"] == "ok" and r.get("score") is not None), key=lambda r: -r["score"])
+    distinct: dict[str, dict] = {}
+    for record in ok:
+        distinct.setdefault(record["pipeline"], record)
+    return list(distinct.values())[:n]
 
 
 def _unfitted(record: dict):
