@@ -129,7 +129,7 @@ def test_selection_folds_are_shared_stratified_and_not_the_searchs_own():
     is not scored on the folds it was chosen on (TPOT's CV uses the seed's own folds)."""
     from sklearn.model_selection import StratifiedKFold
 
-    from automl.engines.base import selection_folds
+    from automl.engines.folds import selection_folds
 
     y = np.repeat([0, 1, 2], [60, 12, 28])
     splits = selection_folds(y, seed=3, folds=5)

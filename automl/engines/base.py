@@ -17,23 +17,8 @@ import numpy as np
 from automl.calibration import CalibrationSet
 from automl.model import ECGModel
 
-__all__ = ["Candidate", "Engine", "EngineReport", "TrainingData", "Trial", "TrialLog", "selection_folds"]
+__all__ = ["Candidate", "Engine", "EngineReport", "TrainingData", "Trial", "TrialLog"]
 
-# Added to the search's seed for the folds candidates are ranked on: an engine that searched on
-# the seed's own folds (TPOT) must not have its winner scored on the splits it was chosen on.
-SELECTION_SEED_OFFSET = 7919
-
-
-def selection_folds(y: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The stratified splits every engine's out-of-fold probabilities come from.
-
-    Shared by all engines, so candidates are ranked (and joined into an ensemble) on the same
-    splits, and drawn apart from the folds an engine searched on. ``folds`` is capped by the
-    rarest class's pages."""
-    from sklearn.model_selection import StratifiedKFold
-
-    n = max(2, min(int(folds), int(np.bincount(y).min())))
-    return list(StratifiedKFold(n, shuffle=True, random_state=seed + SELECTION_SEED_OFFSET).split(np.zeros(len(y)), y))
 
 
 @dataclass

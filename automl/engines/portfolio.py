@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from typing import Callable
 
 import numpy as np
 
-from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog, selection_folds
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.folds import fit_fold, out_of_fold, selection_folds
 
 __all__ = ["DEFAULT_CONFIGURATIONS", "PortfolioEngine"]
 
@@ -128,7 +128,7 @@ class PortfolioEngine:
                 skipped.append(name)
                 continue
             try:
-                oof = _out_of_fold(lambda: factory(data.seed), X, y, len(classes), splits)
+                oof = out_of_fold(lambda: factory(data.seed), X, y, len(classes), splits)
             except Exception as exc:  # one configuration failing must not cost the others
                 log_trial(_trial(number, name, description, None, time.monotonic() - fit_started, "failed",
                                  f"{type(exc).__name__}: {exc}".splitlines()[0][:500]))
@@ -145,7 +145,7 @@ class PortfolioEngine:
             if candidates and time.monotonic() + entry["seconds"] / len(splits) > deadline:
                 break  # the best one is always refitted; the others while time is left
             estimator = DEFAULT_CONFIGURATIONS[entry["name"]][1](data.seed)
-            _fit_fold(estimator, X, y, np.arange(len(y)), np.arange(0))  # on every training page
+            fit_fold(estimator, X, y, np.arange(len(y)), np.arange(0))  # on every training page
 
             model = ECGModel(data.features, estimator, classes, engine=self.name, description=entry["description"],
                              params={"configuration": entry["name"]})
@@ -158,40 +158,6 @@ class PortfolioEngine:
         self.report = EngineReport(self.name, seconds, time.monotonic() - started, len(done),
                                    "slice" if skipped else "finished", reason, 0.0)
         return candidates
-
-
-def _out_of_fold(make, X: np.ndarray, y: np.ndarray, n_classes: int, splits) -> np.ndarray:
-    """Each page's probabilities from the fold model not fitted on it; folds on every core.
-
-    Threads, not processes (no pool to start, no data to copy): scikit-learn's fits release the
-    GIL in their compiled loops. Each fold is held to one OpenMP thread (a per-thread setting,
-    so set in each worker thread) and BLAS to one for the whole call."""
-    from joblib import Parallel, delayed
-    from threadpoolctl import threadpool_limits
-
-    from automl.core_use import available_cores
-
-    jobs = min(len(splits), available_cores())
-    with threadpool_limits(limits=1):
-        results = Parallel(n_jobs=jobs, prefer="threads")(delayed(_fit_fold)(make(), X, y, train, test)
-                                                          for train, test in splits)
-    oof = np.zeros((len(y), n_classes))
-    for (train, test), (classes, proba) in zip(splits, results):
-        oof[np.ix_(test, classes)] = proba
-    return oof
-
-
-def _fit_fold(model, X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray):
-    """Fit on ``train``, probabilities of ``test``; single-threaded: with two OpenMP threads
-    per fit, gradient boosting on a machine whose other core is busy took 9x longer (44 s
-    against 5 s for 880 pages, measured)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1), warnings.catch_warnings():  # convergence notes on small folds
-        warnings.simplefilter("ignore")
-        model.fit(X[train], y[train])
-        proba = model.predict_proba(X[test]) if len(test) else np.zeros((0, len(model.classes_)))
-        return np.asarray(model.classes_, dtype=int), proba
 
 
 def _trial(number: int, name: str, description: str, score, seconds: float, status: str, error: str = ""):

@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog, selection_folds
+from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.folds import out_of_fold, selection_folds
 from automl.engines.runner import run_worker
 from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
@@ -141,11 +142,10 @@ class TPOTEngine:
         """Each training page's probabilities from the fold that did not fit on it (for calibration
         and ranking), on the shared selection folds rather than the ones TPOT chose the pipeline on.
 
-        The pipeline's cross-validation took ``record["seconds"]``, and this costs the same: it is
-        left out (the candidate stays uncalibrated) when the slice has no such time left.
+        The pipeline's cross-validation took ``record["seconds"]``, and this costs no more (its
+        folds run side by side): it is left out (the candidate stays uncalibrated) when the slice
+        has no such time left.
         """
-        from sklearn.model_selection import cross_val_predict
-
         from automl.calibration import CalibrationSet
 
         if time.monotonic() + float(record.get("seconds") or 0.0) > deadline:
@@ -154,9 +154,7 @@ class TPOTEngine:
             return None
         folds = selection_folds(y, data.seed, self._folds(y))  # not the folds TPOT chose it on
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                proba = cross_val_predict(_unfitted(record), data.X, y, cv=folds, method="predict_proba")
+            proba = out_of_fold(lambda: _unfitted(record), np.asarray(data.X), y, len(data.classes), folds)
         except Exception as exc:  # calibration is a refinement: the candidate goes on without it
             log.warning("tpot: out-of-fold predictions of trial %d failed (%s)", record["number"], exc)
             return None
