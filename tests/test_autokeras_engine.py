@@ -79,6 +79,17 @@ def test_validation_split_is_stratified_with_a_page_of_every_class():
         validation_split(np.array([0, 0, 1]), 0.2, seed=0)
 
 
+def test_every_class_weighs_the_same_in_the_networks_loss():
+    """The worker passes these to AutoKeras's fit: MI is about 4% of real pages."""
+    from automl.engines.deep_training import balanced_class_weights
+
+    y = np.repeat([0, 1, 3], [80, 4, 16])  # class 2 has no training page
+    weights = balanced_class_weights(y, 4)
+    totals = [weights[k] * np.sum(y == k) for k in (0, 1, 3)]
+    assert totals == pytest.approx([totals[0]] * 3) and sum(totals) == pytest.approx(len(y))
+    assert weights[2] == 0.0 and weights[1] == pytest.approx(20 * weights[0])
+
+
 def test_a_killed_worker_reports_the_trial_in_flight(tmp_path):
     log = TrialRecorder()
     tail = TrialTail(tmp_path / "trials.jsonl", log, "autokeras")
