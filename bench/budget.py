@@ -26,6 +26,7 @@ import tempfile  # noqa: E402
 
 from _search import timed_search  # noqa: E402
 from automl.cli import positive_int  # noqa: E402
+from automl.engines import ENGINES  # noqa: E402
 from features.synthetic import generate_dataset  # noqa: E402
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<22}{budget:>9}{wall:>9.1f}{wall / budget:>12.3f}{engine:>10.1f}{outside:>16.1%}"
                   f"{int(metrics.get('trials', 0)):>8}")
             stages = {k[len("seconds_"):]: v for k, v in metrics.items()
-                      if k.startswith("seconds_") and k[len("seconds_"):] not in ("tpot", "starting", "done")}
+                      if k.startswith("seconds_") and k[len("seconds_"):] not in (*ENGINES, "starting", "done")}
             print(" " * 22 + "outside engines, s: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
             if "untimed" not in label:
                 limit = budget + max(0.05 * budget, 15.0)
