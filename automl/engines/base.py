@@ -20,7 +20,6 @@ from automl.model import ECGModel
 __all__ = ["Candidate", "Engine", "EngineReport", "TrainingData", "Trial", "TrialLog"]
 
 
-
 @dataclass
 class TrainingData:
     """The pages an engine may learn from; the holdout is never in here.
