@@ -10,11 +10,16 @@ import warnings
 
 import numpy as np
 
-__all__ = ["SELECTION_SEED_OFFSET", "fit_fold", "out_of_fold", "selection_folds"]
+__all__ = ["SELECTION_SEED_OFFSET", "fit_fold", "fold_count", "out_of_fold", "selection_folds"]
 
 # Added to the search's seed for the folds candidates are ranked on: an engine that searched on
 # the seed's own folds (TPOT) must not have its winner scored on the splits it was chosen on.
 SELECTION_SEED_OFFSET = 7919
+
+
+def fold_count(y: np.ndarray, folds: int) -> int:
+    """``folds``, but no more than the rarest class has pages (and at least two)."""
+    return max(2, min(int(folds), int(np.bincount(y).min())))
 
 
 def selection_folds(y: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -25,8 +30,7 @@ def selection_folds(y: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarr
     rarest class's pages."""
     from sklearn.model_selection import StratifiedKFold
 
-    n = max(2, min(int(folds), int(np.bincount(y).min())))
-    splitter = StratifiedKFold(n, shuffle=True, random_state=seed + SELECTION_SEED_OFFSET)
+    splitter = StratifiedKFold(fold_count(y, folds), shuffle=True, random_state=seed + SELECTION_SEED_OFFSET)
     return list(splitter.split(np.zeros(len(y)), y))
 
 

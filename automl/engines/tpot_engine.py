@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
-from automl.engines.folds import out_of_fold, selection_folds
+from automl.engines.folds import fold_count, out_of_fold, selection_folds
 from automl.engines.runner import run_worker
 from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
@@ -152,7 +152,7 @@ class TPOTEngine:
             log.info("tpot: no time left for out-of-fold predictions of trial %d; it stays uncalibrated",
                      record["number"])
             return None
-        folds = selection_folds(y, data.seed, self._folds(y))  # not the folds TPOT chose it on
+        folds = selection_folds(y, data.seed, self.cv)  # not the folds TPOT chose it on
         try:
             proba = out_of_fold(lambda: _unfitted(record), np.asarray(data.X), y, len(data.classes), folds)
         except Exception as exc:  # calibration is a refinement: the candidate goes on without it
@@ -162,7 +162,7 @@ class TPOTEngine:
 
     def _folds(self, y: np.ndarray) -> int:
         """Cross-validation folds: the spec's, but no more than the rarest class has pages."""
-        return max(2, min(self.cv, int(np.bincount(y).min())))
+        return fold_count(y, self.cv)
 
 
 def _best_distinct(records: list[dict], n: int) -> list[dict]:
