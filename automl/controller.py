@@ -282,6 +282,9 @@ def _search(run: _Run, pages: _Pages) -> SearchResult:
                             prefix="holdout_")
     if best is not None and run.register:
         _log_plots(tracker, run_id, best, workdir)
+        if spec.refit_all_pages:
+            shown.set_stage("refit")
+            _refit_on_every_page(best, model_features, vectors, frame["label"], classes, budget, tracker, shown)
         shown.set_stage("registry")
         from automl.audit import load_audits
         from automl.registry import promote
@@ -358,10 +361,9 @@ def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):
 
     from features.cache import default_cache_dir
 
-    features = candidate.model.features
-    if type(features) is type(search_features) and features.get_params() == search_features.get_params():
+    if candidate.model.reads(search_features):
         return candidate.model.uncalibrated_proba(X_holdout)
-    shared = clone(features).set_params(cache_dir=default_cache_dir(), n_jobs=-1, progress=False)
+    shared = clone(candidate.model.features).set_params(cache_dir=default_cache_dir(), n_jobs=-1, progress=False)
     return candidate.model.uncalibrated_proba(shared.transform(holdout_paths))
 
 
@@ -421,6 +423,27 @@ def _ensemble(candidates: list[Candidate], training: TrainingData, log_trial, tr
     return [candidate]
 
 
+def _refit_on_every_page(best: ScoredCandidate, search_features, vectors, labels, classes, budget: Budget,
+                         tracker: SearchTracker, shown: SearchProgress) -> None:
+    """The chosen model fitted again on every page, holdout included (:mod:`automl.refit`), when it
+    reads the search's features and the budget has time left; said either way."""
+    from automl.refit import refit_on_every_page
+
+    model = best.candidate.model
+    if not model.reads(search_features):
+        reason = "not refitted: it reads its own inputs, not the search's feature vectors"
+    elif budget.remaining() <= 0:
+        reason = "not refitted: the budget is spent"
+    else:
+        y = np.array([classes.index(label) for label in labels], dtype=np.int64)
+        done = refit_on_every_page(model, vectors, y)
+        reason = done.reason
+        if done.model is not None:
+            best.candidate.model = done.model
+    tracker.set_tags(tracker.parent_run_id, {"smartecg.refit": reason})
+    shown.message(f"best model {reason}")
+
+
 def _split_counts(frame) -> dict[str, dict[str, int]]:
     """Pages per class in each split, for the model card."""
     table = frame.groupby(["label", "split"]).size().unstack(fill_value=0)
@@ -430,6 +453,9 @@ def _split_counts(frame) -> dict[str, dict[str, int]]:
 def _log_explanations(tracker: SearchTracker, best: ScoredCandidate, holdout, spec: ExperimentSpec, budget: Budget,
                       shown: SearchProgress, workdir: Path) -> list[str]:
     """Explain a few holdout pages per class with the best model and log overlays and summaries.
+
+    A model refitted on every page has seen these pages: they are explained with its twin fitted
+    without them, the model the holdout figures are of.
 
     Pages are explained in turn while the budget lasts (each takes about as long as the last one);
     a page that cannot be explained is named and skipped. Returns one summary line per page.
@@ -450,7 +476,7 @@ def _log_explanations(tracker: SearchTracker, best: ScoredCandidate, holdout, sp
             break
         started = budget.elapsed()
         try:
-            found = explain(best.candidate.model, path, lime_samples=spec.lime_samples, seed=0)
+            found = explain(best.candidate.model.without_holdout, path, lime_samples=spec.lime_samples, seed=0)
         except Exception as exc:  # an explanation is a view of the result; it must not cost the search
             shown.message(f"explanations: {path} could not be explained ({type(exc).__name__}: {exc})")
             continue

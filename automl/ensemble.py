@@ -84,7 +84,7 @@ def build_ensemble(candidates: list, training, *, rounds: int = 25, pool: int = 
 
     n = len(training.y)
     joinable = [c for c in candidates if c.calibration is not None and c.calibration.pages is not None
-                and len(c.calibration.pages) == n and _same_features(c.model.features, training.features)]
+                and len(c.calibration.pages) == n and c.model.reads(training.features)]
     joinable.sort(key=lambda c: -_finite(score_probabilities(training.metric, c.calibration.y, c.calibration.proba)))
     joinable = joinable[:pool]
     if len(joinable) < 2:
@@ -107,10 +107,6 @@ def build_ensemble(candidates: list, training, *, rounds: int = 25, pool: int = 
     calibration = CalibrationSet(proba, y, "out-of-fold predictions on the training pages (the members' mix)",
                                  pages=np.arange(n))
     return Candidate("ensemble", model, selection.score, params, None, description, calibration), selection, members
-
-
-def _same_features(a, b) -> bool:
-    return type(a) is type(b) and hasattr(a, "get_params") and a.get_params() == b.get_params()
 
 
 def _finite(x: float) -> float:

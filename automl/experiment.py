@@ -51,6 +51,9 @@ class ExperimentSpec:
     calibration: str = "auto"
     # A page whose top (calibrated) probability is below this is "uncertain - refer for review".
     uncertain_below: float = 0.6
+    # The chosen model refitted on every page, holdout included (automl.refit); its holdout
+    # figures and champion/challenger stay with its twin fitted without the holdout.
+    refit_all_pages: bool = True
     # Holdout pages per class the search explains with its best model, and LIME's samples per page.
     explain_pages: int = 2
     lime_samples: int = 200
@@ -83,7 +86,7 @@ class ExperimentSpec:
             "name": self.name, "registry_name": self.registry_name, "metric": self.metric,
             "features": list(self.features), "split_fractions": list(self.split_fractions),
             "reserve_seconds": self.reserve_seconds, "calibration": self.calibration,
-            "uncertain_below": self.uncertain_below,
+            "uncertain_below": self.uncertain_below, "refit_all_pages": self.refit_all_pages,
             "explain": {"pages_per_class": self.explain_pages, "lime_samples": self.lime_samples},
             "budget": self.budget_seconds,
             "engines": {e.name: {"weight": e.weight, **e.options} for e in self.engines},
@@ -122,7 +125,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
         raise ValueError(f"{path}: {message}")
 
     allowed = {"name", "registry_name", "metric", "features", "engines", "split_fractions", "reserve_seconds",
-               "calibration", "uncertain_below", "explain", "budget"}
+               "calibration", "uncertain_below", "refit_all_pages", "explain", "budget"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         fail(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -163,6 +166,9 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
     if isinstance(uncertain_below, bool) or not isinstance(uncertain_below, (int, float)) \
             or not 0 <= uncertain_below <= 1:
         fail(f"uncertain_below must be a probability between 0 and 1, got {uncertain_below!r}")
+    refit_all_pages = raw.get("refit_all_pages", defaults.refit_all_pages)
+    if not isinstance(refit_all_pages, bool):
+        fail(f"refit_all_pages must be true or false, got {refit_all_pages!r}")
     explain = raw.get("explain") or {}
     if not isinstance(explain, dict) or set(explain) - {"pages_per_class", "lime_samples"}:
         fail(f"explain takes pages_per_class and lime_samples, got {explain!r}")
@@ -182,6 +188,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
         name=str(raw.get("name", path.stem)), registry_name=str(raw.get("registry_name", defaults.registry_name)),
         metric=metric, features=features, engines=tuple(engines), split_fractions=fractions,
         reserve_seconds=float(reserve), calibration=calibration, uncertain_below=float(uncertain_below),
+        refit_all_pages=refit_all_pages,
         explain_pages=int(pages), lime_samples=int(samples), budget_seconds=budget, source=str(path),
     )
 

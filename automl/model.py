@@ -37,10 +37,15 @@ class ECGModel:
         ``predict_proba`` returns calibrated probabilities when it is set.
     uncertain_below : float or None
         A page whose top probability is below this is flagged "uncertain - refer for review".
+    holdout_model : ECGModel or None
+        Set when the search refitted the model on every page, holdout included
+        (:mod:`automl.refit`): the same recipe fitted without the holdout, which its holdout
+        figures are of and which champion/challenger re-scores.
     """
 
     calibrator = None  # class-level defaults, so models pickled before these existed still load
     uncertain_below = None
+    holdout_model = None
 
     def __init__(self, features, classifier, classes, *, engine: str = "", description: str = "",
                  params: dict[str, Any] | None = None) -> None:
@@ -81,6 +86,16 @@ class ECGModel:
         if self.uncertain_below is None or not len(proba):
             return np.zeros(len(proba), dtype=bool)
         return proba.max(axis=1) < self.uncertain_below
+
+    def reads(self, features) -> bool:
+        """Whether the model reads the feature vectors ``features`` makes (a search's own, say)."""
+        mine = self.features
+        return type(mine) is type(features) and hasattr(mine, "get_params") and mine.get_params() == features.get_params()
+
+    @property
+    def without_holdout(self) -> "ECGModel":
+        """The model that never saw its search's holdout pages: its twin when refitted on them, else itself."""
+        return self.holdout_model if self.holdout_model is not None else self
 
     @property
     def is_network(self) -> bool:

@@ -34,11 +34,14 @@ def model_card(name: str, mv) -> str:
            for k in tags if k.startswith("cv_")][:1]),
         f"- classes: {tags.get('classes', '?')}",
         f"- feature sets: {tags.get('features', '?')}",
+        *([f"- fitted on: {tags['fitted_on']}"] if "fitted_on" in tags else []),
         f"- code: git {tags.get('git_commit', '?')}; source run {mv.run_id}",
         f"- promotion: {tags.get('promotion', '?')}", "",
         *_data_section(tags),
         "## Holdout metrics", "",
-        f"On {tags.get('holdout_size', '?')} holdout pages that no engine saw.", "",
+        f"On {tags.get('holdout_size', '?')} holdout pages that no engine saw"
+        + (" (scored with the same recipe fitted without them)." if "fitted_on" in tags
+           and tags["fitted_on"].startswith("every page") else "."), "",
         "| metric | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in metrics.items()], "",
         *(["| class | F1 |", "|---|---|", *[f"| {k} | {v} |" for k, v in per_class.items()], ""] if per_class else []),

@@ -83,7 +83,10 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
     tags = {"engine": best.candidate.engine, "data_hash": data_hash, "metric": metric,
             "pipeline": (best.candidate.description or model.description)[:5000],
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
-            "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels))}
+            "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels)),
+            "fitted_on": ("every page, holdout included (refitted after selection; its holdout figures are of the "
+                          "same recipe fitted without the holdout)" if model.holdout_model is not None
+                          else "the learn pages (train + validation); the holdout unseen")}
     if math.isfinite(getattr(best, "cv_score", math.nan)):  # what the search chose it on
         tags.update({f"cv_{metric}": f"{best.cv_score:.6g}", "selected_on": best.cv_source[:500]})
     scores = {**evaluation.metrics, **evaluation.group_metrics(),
@@ -205,12 +208,22 @@ def _alias_version(client, name: str, alias: str):
 
 
 def _rescore(name: str, version: str, paths: list[str], labels: np.ndarray, metric: str) -> tuple[float | None, str]:
-    """The registered version's score on this holdout, or (None, why not)."""
+    """The registered version's score on this holdout, or (None, why not).
+
+    A version refitted on every page has seen its own search's holdout: its twin fitted without
+    the holdout (``holdout_model``) is scored instead, as the challenger's twin is.
+    """
     import mlflow.pyfunc
+
+    from automl.evaluate import evaluate
 
     try:
         loaded = mlflow.pyfunc.load_model(model_uri(name, version=version))
-        return evaluate_pages(loaded, paths, labels).score(metric), ""
+        inner = getattr(loaded.unwrap_python_model(), "model", None)
+        if getattr(inner, "holdout_model", None) is None:
+            return evaluate_pages(loaded, paths, labels).score(metric), ""
+        twin = inner.holdout_model
+        return evaluate(labels, twin.predict_proba(paths), twin.classes).score(metric), ""
     except Exception as exc:  # any failure to load or run the old model is reported, not fatal
         return None, f"{type(exc).__name__}: {exc}"[:300]
 

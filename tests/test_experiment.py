@@ -13,9 +13,10 @@ def test_the_shipped_specs_load(name):
 
 def test_calibration_uncertainty_and_explanations_come_from_the_spec(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("calibration: isotonic\nuncertain_below: 0.75\nexplain: {pages_per_class: 0}\n")
+    path.write_text("calibration: isotonic\nuncertain_below: 0.75\nexplain: {pages_per_class: 0}\nrefit_all_pages: false\n")
     spec = load_spec(path)
     assert (spec.calibration, spec.uncertain_below, spec.explain_pages, spec.lime_samples) == ("isotonic", 0.75, 0, 200)
+    assert not spec.refit_all_pages and load_spec("default").refit_all_pages
     assert load_spec("quick").explain_pages == 1 and load_spec("default").calibration == "auto"
 
 
@@ -39,6 +40,7 @@ def test_no_spec_means_default():
     ("metric: [unclosed\n", "not valid YAML"),
     ("calibration: platt\n", "calibration must be one of auto, temperature, sigmoid, isotonic, none"),
     ("uncertain_below: 1.5\n", "uncertain_below must be a probability between 0 and 1"),
+    ("refit_all_pages: sometimes\n", "refit_all_pages must be true or false"),
     ("explain: {pages: 2}\n", "explain takes pages_per_class and lime_samples"),
     ("explain: {lime_samples: 3}\n", "lime_samples >= 10"),
     ("budget: 30\n", "budget: cannot read '30' as a duration"),

@@ -97,5 +97,9 @@ def test_a_trailing_engine_gives_way_and_a_plain_default_beats_what_tpot_found(t
     assert "out-of-fold" in tags["smartecg.selected_on"]
     version = client.get_model_version_by_alias("selectiontest", "champion")
     assert version.tags["engine"] == "portfolio"
+    # Chosen, it was refitted on every page; its holdout figures and comparisons stay its twin's.
+    assert tags["smartecg.refit"].startswith("refitted on all ") and "holdout included" in tags["smartecg.refit"]
+    assert version.tags["fitted_on"].startswith("every page, holdout included")
+    assert result.best.candidate.model.holdout_model is not None
     scored = {s.candidate.engine: s.cv_score for s in result.candidates}
     assert scored["portfolio"] > scored["tpot"]
