@@ -43,6 +43,7 @@ class ScoredCandidate:
 
     cv_score: float = math.nan  # the spec's metric on the candidate's out-of-fold (or validation) pages
     cv_source: str = ""
+    refit: str = ""  # once chosen: whether it was refitted on every page (automl.refit), or why not
 
     def selection_key(self) -> tuple[float, float]:
         """How the search picks its best: cross-validated score, then the engine's own."""
@@ -440,6 +441,7 @@ def _refit_on_every_page(best: ScoredCandidate, search_features, vectors, labels
         reason = done.reason
         if done.model is not None:
             best.candidate.model = done.model
+    best.refit = reason
     tracker.set_tags(tracker.parent_run_id, {"smartecg.refit": reason})
     shown.message(f"best model {reason}")
 

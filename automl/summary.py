@@ -25,11 +25,15 @@ def search_summary(result) -> str:
         return "\n".join(lines)
     best, promotion = result.best, result.promotion
     lines.append(f"best: {best.candidate.engine} {best.candidate.description}")
+    if best.cv_score == best.cv_score:
+        lines.append(f"chosen on: {spec.metric} {best.cv_score:.3f} on {best.cv_source}")
     lines.append(f"holdout: {best.evaluation.summary()}")
     lines += [f"  {line}" for line in best.evaluation.group_lines()]
     ece = best.evaluation.metrics.get("ece", float("nan"))
     lines.append(f"calibration: {best.calibration.get('calibration', 'none')}; holdout ECE {ece:.3f} "
                  f"(uncalibrated {best.calibration.get('holdout_ece_uncalibrated', float('nan')):.3f})")
+    if best.refit:
+        lines.append(f"model: {best.refit}")
     if result.explanations:
         lines.append(f"explained {_count(len(result.explanations), 'holdout page')} (overlays under the run's "
                      "explanations/):")

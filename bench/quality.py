@@ -1,13 +1,14 @@
 """The benchmark SmartECG is judged by: its search against every simpler way, on the same pages and budget.
 
     python bench/quality.py [--data DIR] [--test DIR] [--budget 20m] [--experiment default]
-                            [--arms smartecg,engines,defaults,tpot,autokeras] [--seeds N] [--out FILE]
+                            [--arms smartecg,engines,defaults,tpot,autokeras] [--seeds N] [--first-seed S] [--out FILE]
 
 Trains on ``--data`` (default ``../shared/data/ecg-real-train`` when it exists) and scores every
 arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). The arms:
 
 * ``smartecg``: ``smartecg search`` with the experiment spec, into a private MLflow store; its
-  champion answers the test pages (``smartecg predict --json``). ``--seeds N`` repeats it.
+  champion answers the test pages (``smartecg predict --json``). ``--seeds N`` repeats it
+  (seeds 0..N-1, or from ``--first-seed S``).
 * ``engines``: the same search with each of the spec's engines alone (``--engines NAME``), same
   budget: ``engine:portfolio``, ``engine:tpot``, ``engine:optuna``, ``engine:autokeras``.
 * ``defaults``: scikit-learn's HistGradientBoosting, logistic regression (scaled), random forest
@@ -76,7 +77,8 @@ def run_smartecg(data: Path, test_paths: list[str], budget: float, experiment: s
 
 
 def _engine_lines(summary: list[str]) -> list[str]:
-    """The search's closing line and its lines per engine call (what each did with its time)."""
+    """The search's closing line, its lines per engine call (what each did with its time), and
+    how the champion was chosen, scored on the search's holdout, refitted and registered."""
     start = next((i for i, line in enumerate(summary) if line.startswith("search finished")), None)
     if start is None:
         return []
@@ -85,7 +87,7 @@ def _engine_lines(summary: list[str]) -> list[str]:
         if not line.startswith("  "):
             break
         out.append(line)
-    return out
+    return out + [line for line in summary if line.startswith(("chosen on: ", "holdout: ", "model: ", "registry: "))]
 
 
 def run_defaults(data: Path, test_paths: list[str], experiment: str, work: Path) -> dict[str, dict]:
@@ -310,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", default="default", help="SmartECG experiment spec")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {', '.join(ARMS)}")
     parser.add_argument("--seeds", type=int, default=1, help="how many times the smartecg arm runs (seeds 0..N-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="start the smartecg arm's seeds here (seeds S..S+N-1)")
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
     if args.data is None or args.test is None:
@@ -339,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
 
         for arm in arms:
             if arm == "smartecg":
-                for seed in range(args.seeds):
-                    name = "smartecg" if args.seeds == 1 else f"smartecg:seed{seed}"
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
+                    name = "smartecg" if (args.seeds, seed) == (1, 0) else f"smartecg:seed{seed}"
                     results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name), seed=seed)
             elif arm == "engines":
                 for engine in load_spec(args.experiment).engines:
