@@ -73,10 +73,10 @@ def run_smartecg(data: Path, test_paths: list[str], budget: float, experiment: s
     lines = search.stdout.splitlines()
     return {"answers": {r["image"]: r["probabilities"] for r in rows}, "wall_seconds": wall,
             "model": next((line[len("best: "):] for line in lines if line.startswith("best: ")), ""),
-            "search": "\n".join(_engine_lines(lines))}
+            "search": "\n".join(_summary_lines(lines))}
 
 
-def _engine_lines(summary: list[str]) -> list[str]:
+def _summary_lines(summary: list[str]) -> list[str]:
     """The search's closing line, its lines per engine call (what each did with its time), and
     how the champion was chosen, scored on the search's holdout, refitted and registered."""
     start = next((i for i, line in enumerate(summary) if line.startswith("search finished")), None)
