@@ -25,14 +25,16 @@ from features._progress import progress_disabled
 from features.cache import FeatureCache, config_hash
 from features.imageio import ImageReadError, read_file
 from features.pages import NormalisedPage, normalise_page
+from features.source_traces import SOURCE_RESOLUTION, SourcePage, read_source_page
 
-__all__ = ["as_sources", "extract_features", "normalised_pages", "rows_from_pages"]
+__all__ = ["as_sources", "extract_features", "normalised_pages", "read_page", "rows_from_pages"]
 
 log = logging.getLogger(__name__)
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray
 # name -> (version, function of a normalised page, the page size it reads or None for the
-# default); features.handcrafted.FeatureSet is one.
+# default); features.handcrafted.FeatureSet is one. A set of size SOURCE_RESOLUTION reads the
+# page at the source's resolution: its function takes a features.source_traces.SourcePage.
 SetSpec = tuple[int, Callable[[NormalisedPage], np.ndarray], tuple[int, int] | None]
 SetSpecs = Mapping[str, SetSpec]
 
@@ -175,7 +177,7 @@ def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str |
         for set_name in set_names:
             size = job.sizes[set_name]
             if size not in pages:
-                pages[size] = normalise_page(data, size=size, suppress_grid=job.suppress_grid)
+                pages[size] = read_page(data, size, suppress_grid=job.suppress_grid)
             parts[set_name] = _compute(job, set_name, pages[size])
     except ImageReadError as exc:  # decoded from bytes, the error says "<bytes>": give the real name
         raise ImageReadError(name, exc.reason, exc.hint) from None
@@ -185,6 +187,13 @@ def _computed_parts(job: _Job, set_names: list[str], data, name: str, sha: str |
         for set_name, row in parts.items():
             _store(job, sha, set_name, row)
     return parts
+
+
+def read_page(data, size: tuple[int, int], *, suppress_grid: bool = True) -> NormalisedPage | SourcePage:
+    """The page as a set of that ``size`` reads it: normalised at ``size``, or read at the source's resolution."""
+    if tuple(size) == SOURCE_RESOLUTION:
+        return read_source_page(data, strict=False)  # an unrecognised layout reads as flat leads
+    return normalise_page(data, size=size, suppress_grid=suppress_grid)
 
 
 def _read(source: Source, index: int) -> tuple[bytes | np.ndarray, str]:
@@ -226,7 +235,7 @@ def normalised_pages(source: Source, sets: SetSpecs, *, size: tuple[int, int],
     """
     data, name = _read(source, 0)
     try:
-        return {s: normalise_page(data, size=s, suppress_grid=suppress_grid)
+        return {s: read_page(data, s, suppress_grid=suppress_grid)
                 for s in dict.fromkeys(tuple(spec[2] or size) for spec in sets.values())}
     except ImageReadError as exc:
         raise ImageReadError(name, exc.reason, exc.hint) from None

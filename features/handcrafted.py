@@ -17,9 +17,14 @@ changes, because cached rows are keyed by it.
   Q depth and T wave per lead in mV and ms; RR, its variation, rate and the widest QRS), from
   :func:`features.traces.lead_signals` on the page normalised at 640x1024, where the traces
   are read more faithfully (:mod:`features.measures`).
+* ``source_signals``: the ``signals`` measures from the leads read at the source's resolution
+  (:mod:`features.source_traces`).
+* ``rhythm``: rate, RR variation, RMSSD, pNN50, premature beats and the longest pause over the
+  10 s rhythm strip read at the source's resolution (:mod:`features.rhythm`).
 
 A set may declare the page size it reads (``FeatureSet.size``); the others read the page at
-the transformer's working size.
+the transformer's working size. Sets of size :data:`~features.source_traces.SOURCE_RESOLUTION`
+take a :class:`~features.source_traces.SourcePage` instead of a normalised page.
 
 :class:`PageFeatures` turns paths, bytes or arrays into a feature matrix, with caching and
 parallelism delegated to :mod:`features.extract`.
@@ -37,7 +42,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
-from features.measures import measure_names, signal_measures
+from features.measures import measure_names, measures_of, signal_measures
+from features.rhythm import RHYTHM_MEASURES, rhythm_measures
+from features.source_traces import SOURCE_RESOLUTION, SourcePage, blank_source_page
 from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
 
 __all__ = ["FEATURE_SETS", "FeatureSet", "PageFeatures", "blank_page", "feature_names", "hog"]
@@ -234,6 +241,16 @@ def _quantile(values, q: float) -> float:
     return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
+# --- source_signals, rhythm: the leads read at the source's resolution ----------------------------
+
+def source_signal_measures(page: SourcePage) -> np.ndarray:
+    return measures_of(page.signals)
+
+
+def rhythm_strip(page: SourcePage) -> np.ndarray:
+    return rhythm_measures(page.signals)
+
+
 # --- registry -----------------------------------------------------------------------------------
 
 FEATURE_SETS: dict[str, FeatureSet] = {
@@ -242,6 +259,8 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "lbp": FeatureSet(1, lbp),
     "trace": FeatureSet(2, trace),
     "signals": FeatureSet(1, signal_measures, SIGNAL_SIZE),
+    "source_signals": FeatureSet(1, source_signal_measures, SOURCE_RESOLUTION),
+    "rhythm": FeatureSet(1, rhythm_strip, SOURCE_RESOLUTION),
 }
 
 _NAMED_COLUMNS = {
@@ -249,6 +268,8 @@ _NAMED_COLUMNS = {
     "trace": tuple(f"trace_{lead}_{m}" for lead in LEADS for m in _LEAD_MEASURES)
     + tuple(f"trace_rhythm_{m}" for m in _RHYTHM_MEASURES),
     "signals": measure_names("signals"),
+    "source_signals": measure_names("source_signals"),
+    "rhythm": tuple(f"rhythm_{m}" for m in RHYTHM_MEASURES),
 }
 
 
@@ -264,6 +285,8 @@ def blank_page(size: tuple[int, int] = DEFAULT_SIZE, layout: str = "3x4", rhythm
 def feature_length(name: str) -> int:
     """Length of set ``name``'s vector (the same for every page)."""
     function, size = FEATURE_SETS[name].function, FEATURE_SETS[name].size
+    if size == SOURCE_RESOLUTION:
+        return len(function(blank_source_page()))
     return len(function(blank_page(size or DEFAULT_SIZE)))
 
 

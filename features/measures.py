@@ -29,7 +29,7 @@ from scipy.signal import find_peaks
 from features.pages import LEADS, NormalisedPage
 from features.traces import SECONDS_ACROSS, LeadSignals, lead_signals
 
-__all__ = ["GLOBAL_MEASURES", "LEAD_MEASURES", "measure_names", "measures_of", "signal_measures"]
+__all__ = ["GLOBAL_MEASURES", "LEAD_MEASURES", "measure_names", "measures_of", "page_beats", "signal_measures"]
 
 LEAD_MEASURES = ("r_mv", "qrs_ms", "st_mv", "q_mv", "t_mv")
 GLOBAL_MEASURES = ("rr_ms", "rr_cv", "rate_bpm", "widest_qrs_ms")
@@ -58,7 +58,7 @@ def signal_measures(page: NormalisedPage) -> np.ndarray:
 
 def measures_of(signals: LeadSignals) -> np.ndarray:
     """:func:`signal_measures` of signals already read."""
-    beats, segment = _page_beats(signals)
+    beats, segment = page_beats(signals)
     rr = _rr_intervals(beats, segment)
     rr_s = float(rr.mean()) if len(rr) else 0.0
     per_lead = np.zeros((len(LEADS), len(LEAD_MEASURES)))
@@ -81,7 +81,7 @@ def _first_column(signals: LeadSignals, name: str) -> int:
     return int(round(signals.start_seconds[name] * signals.samples_per_second))
 
 
-def _page_beats(signals: LeadSignals) -> tuple[np.ndarray, np.ndarray]:
+def page_beats(signals: LeadSignals) -> tuple[np.ndarray, np.ndarray]:
     """(beat times in s on the lead area, the stretch of panels each beat lies on).
 
     Each signal's slope is scaled by its own steepest (98th percentile) so that a lead with a

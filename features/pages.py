@@ -230,6 +230,19 @@ def lead_tiles(page: NormalisedPage, tile: tuple[int, int] = (32, 64)) -> np.nda
     return np.stack([_sample_box(smooth, page.lead_boxes[name], tile) for name in names])
 
 
+GRIDS = _GRIDS  # per layout, the leads of each row of panels, left to right
+
+
+def ink_strength(grey: np.ndarray) -> np.ndarray:
+    """0 on paper, 1 on the darkest ink (a new float32 array)."""
+    return _ink_strength(grey)
+
+
+def resample_frame(ink: np.ndarray, geometry: PageGeometry, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``ink`` at the deskewed frame's rows ``ys`` x columns ``xs`` (array indices)."""
+    return _resample(ink, geometry, np.asarray(ys, dtype=float), np.asarray(xs, dtype=float))
+
+
 def locate_leads(grey: np.ndarray) -> PageGeometry:
     """Find the skew, the rows of traces and the lead area on a decoded greyscale page."""
     return _locate(_ink_strength(grey))

@@ -98,13 +98,15 @@ class SyntheticPage:
 
 
 def make_page(label: str, seed: int | np.random.SeedSequence, *, layout: str = "3x4", grid: bool = True,
-              header_diagnosis: bool = False, confound_covid: bool = False) -> SyntheticPage:
+              header_diagnosis: bool = False, confound_covid: bool = False,
+              scan: ScanArtefacts | None = None) -> SyntheticPage:
     """Render one synthetic page of class ``label``; the same seed gives the same page.
 
     ``layout`` "3x4" (four 2.5 s columns and a lead II rhythm strip) or "6x2" (limb leads 0-5 s
     on the left, chest leads 5-10 s on the right, no rhythm strip); ``grid=False`` leaves the
     paper blank; ``header_diagnosis`` prints a device diagnosis that names the class in the
-    header, the public dataset's text trap.
+    header, the public dataset's text trap. ``scan`` sets the scan artefacts exactly (see
+    :data:`SCAN_LEVELS`); by default each page draws its own from its seed.
     """
     if label not in CLASSES:
         raise ValueError(f"unknown class {label!r}; expected one of {', '.join(CLASSES)}")
@@ -115,7 +117,10 @@ def make_page(label: str, seed: int | np.random.SeedSequence, *, layout: str = "
     signals, meta = _signals_for(label, heart_rate, rng)
     diagnosis = _HEADER_DIAGNOSIS[label] if header_diagnosis else None
     page, boxes = _render(signals, heart_rate, rng, layout=layout, grid=grid, diagnosis=diagnosis)
-    page, boxes, look = _scan_effects(page, boxes, rng, covid_scan=confound_covid and label == "Covid_19")
+    if scan is None:
+        page, boxes, look = _scan_effects(page, boxes, rng, covid_scan=confound_covid and label == "Covid_19")
+    else:
+        page, boxes, look = _apply_scan(page, boxes, scan)
     meta.update(look, heart_rate=round(heart_rate, 1), layout=layout, grid=grid, header_diagnosis=diagnosis)
     return SyntheticPage(image=page, label=label, layout=layout, lead_boxes=boxes, signals=signals,
                          meta=meta, jpeg_quality=look["jpeg_quality"])
@@ -448,6 +453,54 @@ def _scan_effects(page: Image.Image, boxes: dict, rng: np.random.Generator, *, c
     quality = int(rng.integers(60, 80)) if covid_scan else int(rng.integers(80, 96))
     look = {"rotation_deg": round(angle, 2), "blur": round(blur, 2), "page_size": list(page.size),
             "jpeg_quality": quality, "scan": "portrait" if covid_scan else "flat"}
+    return page, boxes, look
+
+
+@dataclass(frozen=True)
+class ScanArtefacts:
+    """Scan artefacts applied exactly (a fidelity benchmark compares pages level by level).
+
+    ``rotation_deg`` counter-clockwise; ``scale`` of the page's size; ``blur`` Gaussian radius
+    in px; ``noise`` paper noise (grey levels, sd); ``contrast`` of the ink against the paper
+    (1.0 black ink, 0.6 faded); ``jpeg_quality`` for whoever encodes the page.
+    """
+
+    rotation_deg: float = 0.0
+    scale: float = 1.0
+    blur: float = 0.0
+    noise: float = 0.0
+    contrast: float = 1.0
+    jpeg_quality: int = 95
+
+
+# Clean: as printed; mild and strong: a careful and a careless scan (within what the random
+# scan effects of make_page draw, plus faded ink).
+SCAN_LEVELS = {
+    "clean": ScanArtefacts(),
+    "mild": ScanArtefacts(rotation_deg=0.7, scale=0.8, blur=0.6, noise=3.0, contrast=0.85, jpeg_quality=85),
+    "strong": ScanArtefacts(rotation_deg=1.5, scale=0.6, blur=1.2, noise=6.0, contrast=0.65, jpeg_quality=70),
+}
+
+
+def _apply_scan(page: Image.Image, boxes: dict, scan: ScanArtefacts):
+    if scan.rotation_deg:
+        page = page.rotate(scan.rotation_deg, resample=Image.Resampling.BILINEAR, fillcolor="white")
+        boxes = {k: _rotate_box(b, scan.rotation_deg) for k, b in boxes.items()}
+    if scan.scale != 1.0:
+        size = (round(PAGE_SIZE[0] * scan.scale), round(PAGE_SIZE[1] * scan.scale))
+        page = page.resize(size, Image.Resampling.LANCZOS)
+        boxes = {k: tuple(round(v * scan.scale) for v in b) for k, b in boxes.items()}
+    if scan.blur:
+        page = page.filter(ImageFilter.GaussianBlur(scan.blur))
+    pixels = np.asarray(page, dtype=np.float32)
+    if scan.contrast != 1.0:
+        pixels = 255.0 - (255.0 - pixels) * scan.contrast
+    if scan.noise:
+        noise = np.random.default_rng(0).normal(0.0, scan.noise, size=pixels.shape[:2])
+        pixels = pixels + noise[..., None]
+    page = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    look = {"rotation_deg": scan.rotation_deg, "blur": scan.blur, "page_size": list(page.size),
+            "jpeg_quality": scan.jpeg_quality, "scan": "given"}
     return page, boxes, look
 
 
