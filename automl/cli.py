@@ -186,6 +186,14 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--tracking-uri", default=None, help=tracking_help)
     explain.set_defaults(handler=_explain)
 
+    digitize = commands.add_parser("digitize", help="the leads of ECG pages as signals in mV: WFDB records or CSV, "
+                                   "with the reading drawn over each page")
+    digitize.add_argument("images", nargs="+", help="image files")
+    digitize.add_argument("--out", required=True, help="folder for <page>.hea/.dat (or .csv) and <page>.png")
+    digitize.add_argument("--format", choices=("wfdb", "csv"), default="wfdb", help="signal file format (default wfdb)")
+    digitize.add_argument("--fs", type=positive_int, default=500, help="samples per second (default 500)")
+    digitize.set_defaults(handler=_digitize)
+
     evaluate = commands.add_parser("evaluate", help="score a model on a labelled dataset folder (every page)")
     evaluate.add_argument("data", help="dataset folder (<Class>/ or train/<Class>/)")
     evaluate.add_argument("--model", default="models:/smartecg@champion",
@@ -453,6 +461,12 @@ def _explain(args) -> int:
 
     return explain_files(args.images, args.model, method=args.method, out=args.out, tracking_uri=args.tracking_uri,
                          class_name=args.class_name, layer=args.layer, lime_samples=args.samples, as_json=args.json)
+
+
+def _digitize(args) -> int:
+    from automl.digitize_pages import digitize_files
+
+    return digitize_files(args.images, args.out, file_format=args.format, fs=args.fs)
 
 
 def _evaluate(args) -> int:

@@ -7,6 +7,14 @@ each set's own extraction is measured on that page (a fresh copy, so no set prof
 another's work), and each shared ``normalise_page`` step is shown on its own row. It prints a table and asserts nothing.
 
     python bench/feature_sets.py [--per-class 40] [--test-per-class 12] [--jobs 2]
+
+With ``--real``, every set alone and the combinations in :data:`COMBINATIONS` are trained on
+``../shared/data/ecg-real-train`` and scored on ``../shared/data/ecg-real-sample`` (balanced
+HistGradientBoosting, one OpenMP thread; the slices and bootstrap intervals of bench/quality.py),
+with each set's cost per page (extracted uncached; sets that read the same page size share
+that page's reading, which each pays for here):
+
+    python bench/feature_sets.py --real [--train DIR] [--test DIR] [--jobs 2] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -74,6 +82,45 @@ def combined(matrices: dict[str, np.ndarray], names) -> np.ndarray:
     return np.hstack([matrices[name] for name in names])
 
 
+SHARED = REPO_ROOT.parent / "shared" / "data"
+# Candidates for the default experiment's sets, beside every set alone.
+COMBINATIONS = (("signals", "trace"), ("signals", "trace", "rhythm"), ("source_signals", "trace", "rhythm"),
+                ("signals", "source_signals", "trace", "rhythm"), ("source_signals", "rhythm"))
+
+
+def real_pages(train: Path, test: Path, jobs: int, cache: Path | None, sets: tuple[str, ...]) -> None:
+    """Every set and combination on real pages: train on ``train``, score on ``test``, per slice."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    from _scoring import format_row, score_answers
+    from features.survey import survey_pages
+
+    train_frame, test_frame = scan(train, progress=False).frame, scan(test, progress=False).frame
+    train_paths, test_paths = [str(p) for p in train_frame["path"]], [str(p) for p in test_frame["path"]]
+    y_train, y_test = train_frame["label"].to_numpy(dtype=object), test_frame["label"].to_numpy(dtype=object)
+    layouts = survey_pages(test_paths, n_jobs=jobs, progress=False)["layout"].tolist()
+    matrices, ms = {}, {}
+    for name in sets:
+        started = time.perf_counter()
+        features = PageFeatures(sets=(name,), n_jobs=jobs, cache_dir=cache, progress=False)
+        matrices[name] = (features.transform(train_paths), features.transform(test_paths))
+        ms[name] = 1000 * (time.perf_counter() - started) * jobs / (len(train_paths) + len(test_paths))
+    print(f"train {len(train_paths)} pages ({train}), test {len(test_paths)} pages ({test}); "
+          f"balanced HistGradientBoosting; ms/page = core-ms per page (an empty --cache fills: still a cost)", flush=True)
+    combinations = [names for names in COMBINATIONS if set(names) <= set(sets)]
+    for names in [(name,) for name in sets] + combinations:
+        X_train = np.hstack([matrices[n][0] for n in names])
+        X_test = np.hstack([matrices[n][1] for n in names])
+        model = HistGradientBoostingClassifier(class_weight="balanced", random_state=0)
+        with threadpool_limits(1):
+            proba = model.fit(X_train, y_train).predict_proba(X_test)
+        scores = score_answers(y_test, proba, [str(c) for c in model.classes_], layouts)
+        label = "+".join(names)
+        print(format_row(f"{label:<40}", scores, None) + f" | {X_train.shape[1]} dims | "
+              f"{sum(ms[n] for n in names):.0f} ms/page", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=40, help="training pages per class (seed 1)")
@@ -81,7 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="pages extracted in parallel (timings are per page)")
     parser.add_argument("--six-by-two", type=float, default=0.0, metavar="SHARE",
                         help="share of 6x2 pages in both sets (40%% of them gridless), e.g. 0.3 as in the demo")
+    parser.add_argument("--real", action="store_true", help="real pages: train on --train, score on --test")
+    parser.add_argument("--train", type=Path, default=SHARED / "ecg-real-train")
+    parser.add_argument("--test", type=Path, default=SHARED / "ecg-real-sample")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache (a filled one makes ms/page no cost)")
+    parser.add_argument("--sets", default="trace,signals,source_signals,rhythm",
+                        help="sets to score with --real (HOG's thousands of columns take HGB an hour on 2 cores)")
     args = parser.parse_args(argv)
+    if args.real:
+        for folder in (args.train, args.test):
+            if not folder.is_dir():
+                parser.error(f"{folder} is not a folder of class subfolders; give --train and --test")
+        real_pages(args.train, args.test, max(1, args.jobs), args.cache, tuple(args.sets.split(",")))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         layouts = LayoutMix(six_by_two=args.six_by_two, gridless=0.4)
