@@ -73,6 +73,7 @@ def blank_source_page(layout: str = "3x4", rhythm: bool = True) -> SourcePage:
     geometry = PageGeometry(layout, rhythm, (0.0, 0.0, float(width), 1.0), 0.0, (0.0, 0.0), "blank")
     return SourcePage(signals, layout, geometry, {}, {}, (width, 1))
 
+
 def source_lead_signals(source: ImageSource) -> LeadSignals:
     """:class:`~features.traces.LeadSignals` read at the source's resolution (see the module)."""
     return read_source_page(source).signals
@@ -132,8 +133,7 @@ def _located(source: ImageSource, shape: tuple[int, int]) -> PageGeometry:
     if found.method != "projection":
         raise LayoutNotRecognised(source_name(source), "no rows of ECG traces found, so the layout is unknown",
                                   "give a 12-lead page in the 3x4 or 6x2 layout, upright and whole")
-    scale = np.array([factor, factor])
-    return replace(found, area=tuple(np.asarray(found.area) * factor), centre=tuple(np.asarray(found.centre) * scale),
+    return replace(found, area=tuple(np.asarray(found.area) * factor), centre=tuple(np.asarray(found.centre) * factor),
                    baselines=tuple(b * factor for b in found.baselines), pulse_height=found.pulse_height * factor)
 
 

@@ -130,6 +130,16 @@ def test_the_rhythm_strip_gives_the_rate_and_irregularity_of_the_true_rhythm():
     assert np.mean(irregular["Abnormal_HeartBeat"]) > 1.5 * np.mean(irregular["Normal"])
 
 
+def test_lime_flattens_a_lead_read_at_source_resolution(clean_pages):
+    from automl.lime_leads import _flattened
+
+    page = read_source_page(jpeg(clean_pages[0]))
+    flat = _flattened(page, [RHYTHM, "V1"])
+    assert not flat.signals.mv["V1"].any() and not flat.signals.mv[RHYTHM].any()
+    assert np.array_equal(flat.signals.mv["V2"], page.signals.mv["V2"])
+    assert rhythm_measures(page.signals)[0] > 0 and not rhythm_measures(flat.signals).any()
+
+
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg-real-sample"
 RATES = Path(__file__).parent / "data" / "real_sample_device_rates.csv"
 
