@@ -15,7 +15,9 @@ from features.cache import FeatureCache, config_hash
 from features.dataset import scan
 from features.handcrafted import FEATURE_SETS, PageFeatures, blank_page, feature_length, feature_names, hog
 from features.imageio import ImageReadError
+from features.extract import read_page
 from features.pages import LEADS, normalise_page
+from features.source_traces import SOURCE_RESOLUTION, blank_source_page
 
 ALL_SETS = tuple(FEATURE_SETS)
 
@@ -38,8 +40,11 @@ def count_normalisations(monkeypatch):
     return calls
 
 
-def some_pages(tiny_synthetic):
-    """The same synthetic page at three sizes and aspects, blank and flat pages, a tiny output size."""
+def some_pages(tiny_synthetic, size=None):
+    """The same synthetic page at three sizes and aspects, blank and flat pages, a tiny output size.
+
+    Read as a set of ``size`` reads them: normalised, or at the source's resolution.
+    """
     path = paths_and_labels(tiny_synthetic)[0][0]
     full = Image.open(path).convert("RGB")
     sources = {
@@ -50,6 +55,10 @@ def some_pages(tiny_synthetic):
         "noise": np.random.default_rng(0).random((300, 400)),
         "black": np.zeros((200, 300), dtype=np.uint8),
     }
+    if size == SOURCE_RESOLUTION:
+        pages = {name: read_page(array, size) for name, array in sources.items()}
+        pages["blank-6x2"] = blank_source_page(layout="6x2", rhythm=False)
+        return pages
     pages = {name: normalise_page(array) for name, array in sources.items()}
     pages["tiny-size"] = normalise_page(sources["full"], size=(6, 8))
     pages["blank-6x2"] = blank_page(layout="6x2", rhythm=False)
@@ -60,7 +69,7 @@ def some_pages(tiny_synthetic):
 def test_each_set_has_one_length_for_every_page_and_no_nan(tiny_synthetic, name):
     version, function, size = FEATURE_SETS[name]
     assert isinstance(version, int) and (size is None or len(size) == 2)
-    for label, page in some_pages(tiny_synthetic).items():
+    for label, page in some_pages(tiny_synthetic, size).items():
         vector = function(page)
         assert vector.dtype == np.float32 and vector.shape == (feature_length(name),), label
         assert np.isfinite(vector).all(), label
