@@ -5,6 +5,9 @@
 * ``POST /api/predict[?explain=auto|gradcam|lime|none]``: the image as the request body, or as
   the file of a ``multipart/form-data`` form; answers JSON (class, probabilities, uncertain,
   summary, per-lead shares, the overlay as a base64 PNG, the model version, seconds).
+* ``POST /api/digitize[?format=csv|wfdb&fs=500]``: the page's leads as signals in mV
+  (:mod:`features.digitize`): a CSV, or a zip of the WFDB record (``.hea`` + ``.dat``), as a
+  download; a page whose lead rows cannot be found gets 422 and one line.
 * ``GET /healthz``: the model being served.
 
 Safety: bound to 127.0.0.1 unless told otherwise; uploads are read into memory up to a limit
@@ -124,7 +127,7 @@ def create_app(served: ServedModel, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
     """The FastAPI application over ``served``."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     app = FastAPI(title="SmartECG", docs_url=None, redoc_url=None)
 
@@ -142,10 +145,8 @@ def create_app(served: ServedModel, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                 "engine": current.model.engine, "uncertain_below": current.model.uncertain_below,
                 "calibrated": current.model.calibrator is not None}
 
-    @app.post("/api/predict")
-    async def predict(request: Request, explain: str = explain):
-        if explain not in EXPLAIN_CHOICES:
-            return error(400, f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+    async def uploaded(request: Request):
+        """(image bytes, file name, kind) of the request, or the error response to send instead."""
         too_large = error(413, f"upload larger than {max_upload_bytes / 2 ** 20:g} MB; send a smaller scan")
         try:
             body = await _read_capped(request, max_upload_bytes + _FORM_OVERHEAD)
@@ -160,12 +161,40 @@ def create_app(served: ServedModel, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
         if kind is None:
             return error(415, f"{name} is not an image SmartECG reads (judged from its bytes): send a JPEG, PNG, "
                          "BMP or TIFF scan of the ECG page")
+        return data, name, kind
+
+    @app.post("/api/predict")
+    async def predict(request: Request, explain: str = explain):
+        if explain not in EXPLAIN_CHOICES:
+            return error(400, f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+        upload = await uploaded(request)
+        if not isinstance(upload, tuple):
+            return upload
+        data, name, kind = upload
         try:
             answer = await run_in_threadpool(served.run, lambda model: _answer(model, data, explain, lime_samples))
         except Exception as exc:
             return _failure(exc, name)
         current = served.current
         return {**answer, "file": name, "type": kind, "model": {"uri": current.uri, "version": current.version}}
+
+    @app.post("/api/digitize")
+    async def digitize(request: Request, format: str = "csv", fs: int = 500):
+        if format not in ("csv", "wfdb"):
+            return error(400, f"format must be csv or wfdb, got {format!r}")
+        if not 50 <= fs <= 10_000:
+            return error(400, f"fs must be 50-10000 Hz, got {fs}")
+        upload = await uploaded(request)
+        if not isinstance(upload, tuple):
+            return upload
+        data, name, _ = upload
+        try:
+            content, media_type, suffix = await run_in_threadpool(_signal_file, data, format, fs)
+        except Exception as exc:
+            return _failure(exc, name)
+        stem = _download_stem(name)
+        return Response(content, media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{stem}{suffix}"'})
 
     return app
 
@@ -192,6 +221,29 @@ def _answer(model, data: bytes, explain: str, lime_samples: int) -> dict:
     return {"class": top, "probability": round(probabilities[top], 4),
             "probabilities": {c: round(p, 4) for c, p in probabilities.items()}, "uncertain": uncertain,
             **extra, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _signal_file(data: bytes, file_format: str, fs: int) -> tuple[bytes, str, str]:
+    """(file bytes, media type, suffix) of the page's signals: a CSV, or the WFDB record zipped."""
+    import tempfile
+    import zipfile
+
+    from features.digitize import digitize, write_csv, write_wfdb
+
+    recording = digitize(data, fs=fs)
+    with tempfile.TemporaryDirectory() as tmp:  # wfdb and the CSV writer write files; gone on return
+        if file_format == "csv":
+            return write_csv(recording, Path(tmp) / "page.csv").read_bytes(), "text/csv", ".csv"
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in write_wfdb(recording, tmp, "page"):
+                archive.write(path, path.name)
+        return buffer.getvalue(), "application/zip", ".zip"
+
+
+def _download_stem(name: str) -> str:
+    stem = Path(name).stem if name != "the upload" else "ecg"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem) or "ecg"
 
 
 def _failure(exc: Exception, name: str):

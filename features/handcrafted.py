@@ -19,6 +19,8 @@ changes, because cached rows are keyed by it.
   are read more faithfully (:mod:`features.measures`).
 * ``source_signals``: the ``signals`` measures from the leads read at the source's resolution
   (:mod:`features.source_traces`).
+* ``median_beat``: each lead's median beat (QRS-aligned, -250..+450 ms at 50 Hz, against its PR
+  segment) read at the source's resolution (:mod:`features.median_beat`).
 * ``rhythm``: rate, RR variation, RMSSD, pNN50, premature beats and the longest pause over the
   10 s rhythm strip read at the source's resolution (:mod:`features.rhythm`).
 
@@ -43,6 +45,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
 from features.measures import measure_names, measures_of, signal_measures
+from features.median_beat import median_beat_names, median_beats
 from features.rhythm import RHYTHM_MEASURES, rhythm_measures
 from features.source_traces import SOURCE_RESOLUTION, SourcePage, blank_source_page
 from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
@@ -251,6 +254,10 @@ def rhythm_strip(page: SourcePage) -> np.ndarray:
     return rhythm_measures(page.signals)
 
 
+def median_beat(page: SourcePage) -> np.ndarray:
+    return median_beats(page.signals)
+
+
 # --- registry -----------------------------------------------------------------------------------
 
 FEATURE_SETS: dict[str, FeatureSet] = {
@@ -261,6 +268,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "signals": FeatureSet(1, signal_measures, SIGNAL_SIZE),
     "source_signals": FeatureSet(1, source_signal_measures, SOURCE_RESOLUTION),
     "rhythm": FeatureSet(1, rhythm_strip, SOURCE_RESOLUTION),
+    "median_beat": FeatureSet(1, median_beat, SOURCE_RESOLUTION),
 }
 
 _NAMED_COLUMNS = {
@@ -270,6 +278,7 @@ _NAMED_COLUMNS = {
     "signals": measure_names("signals"),
     "source_signals": measure_names("source_signals"),
     "rhythm": tuple(f"rhythm_{m}" for m in RHYTHM_MEASURES),
+    "median_beat": median_beat_names(),
 }
 
 

@@ -109,6 +109,34 @@ def test_bad_uploads_get_a_4xx_json_error_and_the_server_stays_up(server, page, 
     assert list(server.tmp.iterdir()) == []  # no upload was ever written to disk
 
 
+def test_a_page_s_signals_download_as_csv_or_a_wfdb_zip(server, page, tmp_path):
+    import zipfile
+
+    import wfdb
+
+    from features.pages import LEADS, RHYTHM
+
+    with open(page, "rb") as handle:
+        files = {"file": (page.name, handle.read(), "image/jpeg")}
+    as_csv = requests.post(f"{server.url}/api/digitize?fs=250", files=files, timeout=120)
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert f'filename="{page.stem}.csv"' in as_csv.headers["content-disposition"]
+    lines = as_csv.text.splitlines()
+    assert lines[0].split(",")[0] == "time_s" and len(lines) == 1 + 2500
+    as_wfdb = requests.post(f"{server.url}/api/digitize?format=wfdb&fs=500", files=files, timeout=120)
+    assert as_wfdb.status_code == 200 and as_wfdb.headers["content-type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(as_wfdb.content)).extractall(tmp_path)
+    record = wfdb.rdrecord(str(tmp_path / "page"))
+    assert (record.fs, record.sig_name[:12], set(record.units)) == (500, list(LEADS), {"mV"})
+    assert record.sig_name[12:] in ([], [RHYTHM])
+    blank = io.BytesIO()
+    Image.new("RGB", (1100, 800), "white").save(blank, "PNG")
+    refused = requests.post(f"{server.url}/api/digitize", files={"file": ("blank.png", blank.getvalue(), "image/png")},
+                            timeout=60)
+    assert refused.status_code == 422 and "blank.png" in refused.json()["error"] and "layout" in refused.json()["error"]
+    assert requests.post(f"{server.url}/api/digitize?format=edf", files=files, timeout=60).status_code == 400
+
+
 def test_twenty_concurrent_requests_are_all_answered(server, synthetic_test):
     pages = sorted(synthetic_test.glob("*/*.jpg"))[:20]
 
@@ -187,6 +215,13 @@ def test_a_page_uploaded_in_a_real_browser_shows_its_class_and_overlay(server, p
     assert "most evidence in" in chromium.find_element(By.ID, "summary").text or \
         "no lead stands out" in chromium.find_element(By.ID, "summary").text
     assert len(chromium.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 5
+    # The page's signals, fetched by the browser and offered as a CSV download.
+    chromium.find_element(By.ID, "signals").click()
+    WebDriverWait(chromium, 60).until(
+        lambda b: b.find_element(By.ID, "signals-link").get_attribute("download") or b.find_element(By.ID, "error").text)
+    assert chromium.find_element(By.ID, "error").text == ""
+    link = chromium.find_element(By.ID, "signals-link")
+    assert link.get_attribute("download") == f"{page.stem}.csv" and link.get_attribute("href").startswith("blob:")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     screenshot = ARTIFACTS / "web-page.png"
     chromium.save_screenshot(str(screenshot))
