@@ -274,8 +274,15 @@ def _signals_for(label: str, heart_rate: float, rng: np.random.Generator) -> tup
         x += wander[0] * np.sin(2 * np.pi * wander[1] * t + wander[2] + 0.3 * k)
         x += rng.normal(0.0, noise_sd, size=t.shape)
         signals[lead] = x.astype(np.float32)
+    # The truth behind the page's measures (what a reader of the traces should find), per lead
+    # in mV at the page's scale: sinus beats' R, T and ST shift; and every beat's R time in s.
     meta.update(amplitude_scale=round(float(scale), 3), noise_mv=round(float(noise_sd), 4),
-                pvc_count=len(pvc_beats))
+                pvc_count=len(pvc_beats),
+                beat_times=[round(float(r), 4) for r in beats if 0.0 <= r < DURATION],
+                pvc_times=[round(float(beats[b]), 4) for b in sorted(pvc_beats) if 0.0 <= beats[b] < DURATION],
+                r_mv={lead: round(float(amp[lead][2] * scale), 4) for lead in LEADS},
+                t_mv={lead: round(float(amp[lead][4] * scale), 4) for lead in LEADS},
+                st_mv={lead: round(float(st[lead] * scale), 4) for lead in LEADS})
     return signals, meta
 
 
