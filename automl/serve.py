@@ -228,12 +228,14 @@ def _signal_file(data: bytes, file_format: str, fs: int) -> tuple[bytes, str, st
     import tempfile
     import zipfile
 
-    from features.digitize import digitize, write_csv, write_wfdb
+    from features.digitize import csv_to, digitize, write_wfdb
 
     recording = digitize(data, fs=fs)
-    with tempfile.TemporaryDirectory() as tmp:  # wfdb and the CSV writer write files; gone on return
-        if file_format == "csv":
-            return write_csv(recording, Path(tmp) / "page.csv").read_bytes(), "text/csv", ".csv"
+    if file_format == "csv":
+        text = io.StringIO()
+        csv_to(recording, text)
+        return text.getvalue().encode(), "text/csv", ".csv"
+    with tempfile.TemporaryDirectory() as tmp:  # wfdb writes only files: a private folder, gone on return
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in write_wfdb(recording, tmp, "page"):

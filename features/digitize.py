@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from features.pages import LEADS, RHYTHM
 from features.source_traces import SourcePage, read_source_page
 from features.traces import SECONDS_ACROSS
 
-__all__ = ["Recording", "digitize", "draw_reading", "write_csv", "write_wfdb"]
+__all__ = ["Recording", "csv_to", "digitize", "draw_reading", "write_csv", "write_wfdb"]
 
 ADC_GAIN = 1000  # units per mV in the .dat file: 1 uV steps, +-32 mV in 16 bits
 
@@ -84,16 +85,20 @@ def write_wfdb(recording: Recording, out_dir: str | Path, name: str) -> list[Pat
 
 
 def write_csv(recording: Recording, path: str | Path) -> Path:
-    """One row per sample: ``time_s`` then one column per channel in mV (empty where not shown)."""
+    """:func:`csv_to` a file at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    matrix = recording.matrix()
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["time_s"] + [f"{name}_mV" for name in recording.channels])
-        for i, row in enumerate(matrix):
-            writer.writerow([f"{i / recording.fs:.4f}"] + ["" if np.isnan(v) else f"{v:.4f}" for v in row])
+        csv_to(recording, handle)
     return path
+
+
+def csv_to(recording: Recording, handle: TextIO) -> None:
+    """One row per sample: ``time_s`` then one column per channel in mV (empty where not shown)."""
+    writer = csv.writer(handle)
+    writer.writerow(["time_s"] + [f"{name}_mV" for name in recording.channels])
+    for i, row in enumerate(recording.matrix()):
+        writer.writerow([f"{i / recording.fs:.4f}"] + ["" if np.isnan(v) else f"{v:.4f}" for v in row])
 
 
 def draw_reading(recording: Recording, source: ImageSource, path: str | Path, max_side: int = 2400) -> Path:

@@ -14,8 +14,10 @@ lead is then measured at the beats that fall on its panel, median over those bea
 * ``t_mv``: signed mean level from 0.2 sqrt(RR) to 0.4 sqrt(RR) s after the QRS peak (200-400
   ms at 60 bpm; the T wave comes closer to the QRS as the rate rises, as in Bazett's QT).
 
-Levels are relative to each trace's median level, which is the isoelectric line where the trace
-spends most of its time. Global measures: mean RR (ms) and its coefficient of variation from
+Levels are relative to each signal's zero: the trace's median level for
+:func:`features.traces.lead_signals` (the isoelectric line, where the trace spends most of its
+time), the row's printed baseline for :mod:`features.source_traces` (so baseline wander is in
+them). Global measures: mean RR (ms) and its coefficient of variation from
 consecutive beats on one unbroken stretch of panels, the rate (bpm) from the mean RR, and the
 widest beat's QRS (ms, median over the leads that show it; ectopic beats are wide).
 Everything undefined (no beats, no trace) is 0.

@@ -135,6 +135,7 @@ def test_a_page_s_signals_download_as_csv_or_a_wfdb_zip(server, page, tmp_path):
                             timeout=60)
     assert refused.status_code == 422 and "blank.png" in refused.json()["error"] and "layout" in refused.json()["error"]
     assert requests.post(f"{server.url}/api/digitize?format=edf", files=files, timeout=60).status_code == 400
+    assert list(server.tmp.iterdir()) == []  # the WFDB record's temporary folder is gone
 
 
 def test_twenty_concurrent_requests_are_all_answered(server, synthetic_test):
