@@ -184,7 +184,11 @@ def _follow(band: np.ndarray, pen: float) -> np.ndarray:
         if not len(touching):
             missed += 1
             continue
-        a, b = touching[np.argmin(np.abs(touching.mean(axis=1) - (last[0] + last[1]) / 2))]
+        # The stroke sharing most rows with the last one: at an R spike's foot a speck beside
+        # the baseline is nearer the last stroke's centre than the spike that continues it.
+        overlap = np.minimum(touching[:, 1], last[1]) - np.maximum(touching[:, 0], last[0])
+        nearest = np.abs(touching.mean(axis=1) - (last[0] + last[1]) / 2)
+        a, b = touching[np.lexsort((nearest, -overlap))[0]]
         weights = np.maximum(band[a:b + 1, c] - CORE, 0.0) + 1e-6
         centre[c] = a + float(np.arange(b - a + 1) @ weights) / max(float(weights.sum()), 1e-9)
         top[c], bottom[c] = a, b
