@@ -3,9 +3,9 @@
 A 3x4 panel shows 2.5 s of a lead, too little for a rhythm; the rhythm strip shows one lead for
 the whole 10 s. Its R peaks are found with neurokit2's ECG cleaning and peak detector on the strip
 read at the source's resolution, resampled to :data:`FS`. On the real pages of the public dataset
-the rate from the strip is within 2.6 bpm of the rate the device printed (mean absolute error, 52
+the rate from the strip is within 2.5 bpm of the rate the device printed (mean absolute error, 52
 3x4 pages of ``ecg-real-sample``; `bench/traces.py --real`); the page-wide beats of
-:mod:`features.measures` are 5.9 bpm off there. A page without a strip (6x2 printouts) gets its
+:mod:`features.measures` are 5.8 bpm off there. A page without a strip (6x2 printouts) gets its
 beats from :mod:`features.measures`, over all its leads.
 """
 from __future__ import annotations

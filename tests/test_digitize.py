@@ -20,7 +20,7 @@ from features.rhythm import RHYTHM_MEASURES, rhythm_measures
 from features.source_traces import LayoutNotRecognised, read_source_page
 from features.synthetic import CLASSES, FS, SCAN_LEVELS, make_page
 
-# bench/traces.py, two seeds of every class: median SNR 14.7 dB (3x4), 13.8 (6x2), r 0.98 on clean pages.
+# bench/traces.py, two seeds of every class: median SNR 14.9 dB (3x4), 13.9 (6x2), r 0.98 on clean pages.
 # Floors below that, so a regression in reading fails while the page-to-page spread does not.
 SNR_FLOOR_DB = 12.0
 R_FLOOR = 0.97
