@@ -96,7 +96,7 @@ def explain(model, source, *, method: str = "auto", class_name: str | None = Non
     pages = model.features.normalise(source)
     proba = model.proba_from_features(model.features.transform_normalised([pages]))[0]
     index = int(proba.argmax()) if class_name is None else _class_index(model.classes, class_name)
-    page = min(pages.values(), key=lambda p: p.image.size)  # heat is drawn on the smallest
+    page = _drawn_page(pages, source)
     notes = list(page.warnings)
     if method == "gradcam":
         shares, weights, heat, detail = _gradcam(model, pages, page, index, layer)
@@ -116,6 +116,15 @@ def explain(model, source, *, method: str = "auto", class_name: str | None = Non
         probabilities={c: float(p) for c, p in zip(model.classes, proba)},
         uncertain=bool(model.uncertain(proba[None])[0]), lead_shares=shares, lead_weights=weights, page=page,
         heat=heat, notes=notes, detail=detail)
+
+
+def _drawn_page(pages: dict, source):
+    """The normalised page heat is drawn on: the smallest the model reads, else one made for it
+    (a model that reads only source-resolution sets has no page image of its own)."""
+    from features.pages import NormalisedPage, normalise_page
+
+    drawable = [page for page in pages.values() if isinstance(page, NormalisedPage)]
+    return min(drawable, key=lambda p: p.image.size) if drawable else normalise_page(source)
 
 
 def evidence_phrase(shares: dict[str, float]) -> str:

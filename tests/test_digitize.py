@@ -162,6 +162,25 @@ def test_lime_flattens_a_lead_read_at_source_resolution(clean_pages):
     assert rhythm_measures(page.signals)[0] > 0 and not rhythm_measures(flat.signals).any()
 
 
+def test_a_model_over_source_resolution_sets_is_explained_with_lime(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from automl.explain import explain
+    from automl.model import ECGModel
+
+    labels = ["Normal", "MI", "Abnormal_HeartBeat"] * 3
+    pages = [jpeg(make_page(label, 10 + i)) for i, label in enumerate(labels)]
+    features = PageFeatures(sets=("source_signals", "rhythm"))
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features.transform(pages), labels)
+    model = ECGModel(features, classifier, sorted(set(labels)), engine="tpot", description="logistic regression")
+    found = explain(model, pages[1], method="lime", lime_samples=20)
+    assert found.method == "lime" and found.class_name in model.classes
+    assert set(found.lead_shares) == set(LEADS) and sum(found.lead_shares.values()) == pytest.approx(1.0, abs=1e-6)
+    assert found.heat.shape == found.page.image.shape  # drawn on a normalised page made for it
+
+
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecg-real-sample"
 RATES = Path(__file__).parent / "data" / "real_sample_device_rates.csv"
 
