@@ -45,7 +45,6 @@ both methods give values). Seconds per page: each method's own calls, after the 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 import warnings
@@ -56,7 +55,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from features.dataset import CLASSES  # noqa: E402
 from features.measures import LEAD_MEASURES, measures_of, page_beats  # noqa: E402
@@ -84,14 +82,6 @@ AMP_ROWS = (("R amplitude", "r"), ("R apex", "r_apex"), ("ST level", "st"), ("T 
             ("T window", "t_window"))
 NK_QUANTITIES = ("r", "r_apex", "st", "t_peak")
 ONLY = {"t_window": ("measures",), "r_apex": (NK, NK_PAD)}  # rows a quantity has (else every method)
-
-
-def scanned(image: Image.Image, quality: int) -> Image.Image:
-    """The page as a JPEG file of ``quality`` would give it back."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    buffer.seek(0)
-    return Image.open(buffer)
 
 
 # --- truth ---------------------------------------------------------------------------------
@@ -505,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
                         page = make_page(label, seed, layout=layout, scan=SCAN_LEVELS[level])
                         truth = page_truth(page)
                         lap = time.perf_counter()
-                        signals = read_source_page(scanned(page.image, page.jpeg_quality)).signals
+                        signals = read_source_page(page.jpeg_bytes()).signals
                         read_seconds[level].append(time.perf_counter() - lap)
                         evaluate(signals, truth, layout, level, out)
                     if not args.no_oracle:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from features.fidelity import lead_fidelity  # noqa: E402
 from features.pages import LEADS, RHYTHM, normalise_page  # noqa: E402
@@ -40,14 +38,6 @@ RATES = REPO_ROOT / "tests" / "data" / "real_sample_device_rates.csv"
 REAL_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "ecg-real-sample"
 
 
-def scanned(image: Image.Image, quality: int) -> Image.Image:
-    """The page as a JPEG file of ``quality`` would give it back."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    buffer.seek(0)
-    return Image.open(buffer)
-
-
 def page_fidelity(level: str, seeds: int, reader) -> dict[str, list[tuple[str, float, float]]]:
     """Per layout (and grid), (lead, SNR, r) of every lead of every page."""
     out: dict[str, list] = {}
@@ -55,7 +45,7 @@ def page_fidelity(level: str, seeds: int, reader) -> dict[str, list[tuple[str, f
         for label in CLASSES:
             for layout, grid in (("3x4", True), ("6x2", True), ("6x2", False)):
                 truth = make_page(label, seed, layout=layout, grid=grid, scan=SCAN_LEVELS[level])
-                signals = reader(scanned(truth.image, truth.jpeg_quality))
+                signals = reader(truth.jpeg_bytes())
                 key = f"{layout}{'' if grid else ' no grid'}"
                 for lead, mv in signals.mv.items():
                     f = lead_fidelity(mv, signals.start_seconds[lead], signals.samples_per_second,

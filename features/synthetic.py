@@ -19,6 +19,7 @@ portrait, greyish scans) to test the shortcut audit.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -95,6 +96,12 @@ class SyntheticPage:
     signals: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
     jpeg_quality: int = 90
+
+    def jpeg_bytes(self) -> bytes:
+        """The page as the JPEG file it is written as (at its scan's quality)."""
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="JPEG", quality=self.jpeg_quality)
+        return buffer.getvalue()
 
 
 def make_page(label: str, seed: int | np.random.SeedSequence, *, layout: str = "3x4", grid: bool = True,
@@ -197,7 +204,7 @@ def _write_page(out: Path, label: str, index: int, seed: int, confound_covid: bo
     page = make_page(label, page_seed, confound_covid=confound_covid, **layouts.choose(label, page_seed))
     rel = Path(label) / f"synth-{seed}-{index:04d}.jpg"
     tmp = out / rel.with_suffix(".jpg.part")
-    page.image.save(tmp, format="JPEG", quality=page.jpeg_quality)
+    tmp.write_bytes(page.jpeg_bytes())
     os.replace(tmp, out / rel)  # never leave a half-written page where a scan would find it
     return {"file": str(rel), "label": label, "lead_boxes": page.lead_boxes, **page.meta}
 

@@ -3,7 +3,6 @@ generator's true signals; `smartecg digitize` to WFDB and CSV; the rhythm strip'
 from __future__ import annotations
 
 import csv
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +23,6 @@ from features.synthetic import CLASSES, FS, SCAN_LEVELS, make_page
 # Floors below that, so a regression in reading fails while the page-to-page spread does not.
 SNR_FLOOR_DB = 12.0
 R_FLOOR = 0.97
-
-
-def jpeg(page) -> bytes:
-    buffer = io.BytesIO()
-    page.image.save(buffer, "JPEG", quality=page.jpeg_quality)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def test_fidelity_is_high_for_a_shifted_offset_copy_and_zero_for_a_flat_line():
 def test_clean_pages_are_read_above_the_snr_floor(clean_pages):
     snr, r = [], []
     for truth in clean_pages:
-        signals = read_source_page(jpeg(truth)).signals
+        signals = read_source_page(truth.jpeg_bytes()).signals
         assert set(signals.mv) == set(LEADS) | ({RHYTHM} if truth.layout == "3x4" else set())
         for lead, mv in signals.mv.items():
             f = lead_fidelity(mv, signals.start_seconds[lead], signals.samples_per_second,
@@ -69,7 +62,7 @@ def test_a_digitised_page_reads_back_from_wfdb_in_mv_at_the_asked_rate(tmp_path,
     import wfdb
 
     truth = clean_pages[2]  # Covid_19 3x4
-    recording = digitize(jpeg(truth), fs=250)
+    recording = digitize(truth.jpeg_bytes(), fs=250)
     write_wfdb(recording, tmp_path, "page")
     record = wfdb.rdrecord(str(tmp_path / "page"))
     assert record.fs == 250
@@ -89,7 +82,7 @@ def test_a_digitised_page_reads_back_from_wfdb_in_mv_at_the_asked_rate(tmp_path,
 
 def test_the_cli_writes_wfdb_csv_and_an_overlay_and_refuses_a_page_without_leads(tmp_path, clean_pages):
     page = tmp_path / "ecg page.jpg"
-    page.write_bytes(jpeg(clean_pages[1]))  # a 6x2 page: 12 channels
+    page.write_bytes(clean_pages[1].jpeg_bytes())  # a 6x2 page: 12 channels
     blank = tmp_path / "blank.png"
     Image.new("RGB", (1100, 800), "white").save(blank)
     command = [sys.executable, "-m", "automl.cli", "digitize", str(page), str(blank), "--out", str(tmp_path / "out"),
@@ -122,7 +115,7 @@ def test_the_rhythm_strip_gives_the_rate_and_irregularity_of_the_true_rhythm():
     for label in ("Normal", "Abnormal_HeartBeat", "MI"):
         for seed in (0, 1):
             truth = make_page(label, seed)
-            measures = dict(zip(RHYTHM_MEASURES, rhythm_measures(read_source_page(jpeg(truth)).signals)))
+            measures = dict(zip(RHYTHM_MEASURES, rhythm_measures(read_source_page(truth.jpeg_bytes()).signals)))
             rates.append(abs(measures["rate_bpm"] - truth.meta["heart_rate"]))
             irregular.setdefault(label, []).append(measures["rr_cv"])
     assert np.median(rates) < 3.0, rates
@@ -140,7 +133,7 @@ def test_the_strip_s_beats_are_the_generator_s_beats():
     for label in ("Normal", "Abnormal_HeartBeat", "MI_History", "MI"):
         for seed in (2, 3):
             truth = make_page(label, seed)
-            beats = beat_times(read_source_page(jpeg(truth)).signals)
+            beats = beat_times(read_source_page(truth.jpeg_bytes()).signals)
             every = np.array(truth.meta["beat_times"])
             inside = every[(every > 0.3) & (every < 9.8)]  # away from the strip's label and its end
             nearest = np.abs(beats[:, None] - inside[None, :]).min(axis=0)
@@ -155,7 +148,7 @@ def test_the_strip_s_beats_are_the_generator_s_beats():
 def test_lime_flattens_a_lead_read_at_source_resolution(clean_pages):
     from automl.lime_leads import _flattened
 
-    page = read_source_page(jpeg(clean_pages[0]))
+    page = read_source_page(clean_pages[0].jpeg_bytes())
     flat = _flattened(page, [RHYTHM, "V1"])
     assert not flat.signals.mv["V1"].any() and not flat.signals.mv[RHYTHM].any()
     assert np.array_equal(flat.signals.mv["V2"], page.signals.mv["V2"])
@@ -171,7 +164,7 @@ def test_a_model_over_source_resolution_sets_is_explained_with_lime(tmp_path):
     from automl.model import ECGModel
 
     labels = ["Normal", "MI", "Abnormal_HeartBeat"] * 3
-    pages = [jpeg(make_page(label, 10 + i)) for i, label in enumerate(labels)]
+    pages = [make_page(label, 10 + i).jpeg_bytes() for i, label in enumerate(labels)]
     features = PageFeatures(sets=("source_signals", "rhythm"))
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features.transform(pages), labels)
     model = ECGModel(features, classifier, sorted(set(labels)), engine="tpot", description="logistic regression")
