@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from features.imageio import ImageReadError, ImageSource, load_image_and_size, source_name
-from features.pages import (GRIDS, LEADS, RHYTHM, PageGeometry, ink_strength, locate_leads,
-                            resample_frame)
-from features.traces import LABEL_SKIP, MM_PER_MV, MM_PER_SECOND, SECONDS_ACROSS, LeadSignals
+from features.pages import GRIDS, RHYTHM, PageGeometry, ink_strength, locate_leads, resample_frame
+from features.traces import LABEL_SKIP, SECONDS_ACROSS, LeadSignals, standard_px_per_mv
 
 __all__ = ["LOCATE_SIDE", "SOURCE_RESOLUTION", "LayoutNotRecognised", "SourcePage", "blank_source_page",
            "read_source_page", "source_lead_signals"]
@@ -61,17 +60,31 @@ class SourcePage:
 def blank_source_page(layout: str = "3x4", rhythm: bool = True) -> SourcePage:
     """Flat leads where a page has none to read: every value a set derives from it is 0."""
     width = 2000
-    rows = list(GRIDS[layout]) + ([(RHYTHM,)] if rhythm else [])
-    columns = len(rows[0])
+    rate = width / SECONDS_ACROSS
     mv, start = {}, {}
-    for leads in rows:
-        for j, lead in enumerate(leads):
-            span = width // (columns if len(leads) == columns else 1)
-            mv[lead], start[lead] = np.zeros(span, dtype=np.float32), j * span * SECONDS_ACROSS / width
-    signals = LeadSignals(mv=mv, start_seconds=start, samples_per_second=width / SECONDS_ACROSS,
-                          px_per_mv=MM_PER_MV * width / (SECONDS_ACROSS * MM_PER_SECOND), calibrated=False)
+    for row in _row_panels(layout, rhythm, width):
+        for lead, first, last in row:
+            mv[lead], start[lead] = np.zeros(last - first, dtype=np.float32), (first - 0.5) / rate
+    signals = LeadSignals(mv=mv, start_seconds=start, samples_per_second=rate,
+                          px_per_mv=standard_px_per_mv(width), calibrated=False)
     geometry = PageGeometry(layout, rhythm, (0.0, 0.0, float(width), 1.0), 0.0, (0.0, 0.0), "blank")
     return SourcePage(signals, layout, geometry, {}, {}, (width, 1))
+
+
+def _row_panels(layout: str, rhythm: bool, width: int) -> list[list[tuple[str, int, int]]]:
+    """Per row of the lead area, its panels as (lead, first column read, column after the last).
+
+    A panel is read from past its label: the lead's name is printed over its start, often
+    touching the trace. The rhythm strip spans the whole width.
+    """
+    rows = list(GRIDS[layout]) + ([(RHYTHM,)] if rhythm else [])
+    columns = len(rows[0])
+    skip = LABEL_SKIP * width / columns
+    out = []
+    for leads in rows:
+        span = width / (columns if len(leads) == columns else 1)
+        out.append([(lead, int(round(j * span + skip)), int(round((j + 1) * span))) for j, lead in enumerate(leads)])
+    return out
 
 
 def source_lead_signals(source: ImageSource) -> LeadSignals:
@@ -103,17 +116,12 @@ def read_source_page(source: ImageSource, *, strict: bool = True) -> SourcePage:
     xs = x0 - 0.5 + np.arange(width, dtype=float)  # array index of frame columns
     samples_per_second = width / SECONDS_ACROSS
     px_per_mv, calibrated = _px_per_mv(geometry, width)
-    rows = list(GRIDS[geometry.layout]) + ([(RHYTHM,)] if geometry.rhythm else [])
-    columns = len(rows[0])
+    half = int(round(pitch / 2))
     mv, start_seconds, lead_boxes, baselines = {}, {}, {}, {}
-    for baseline, leads in zip(geometry.baselines, rows):
-        half = int(round(pitch / 2))
+    for baseline, row in zip(geometry.baselines, _row_panels(geometry.layout, geometry.rhythm, width)):
         ys = baseline - 0.5 + np.arange(-half, half + 1, dtype=float)  # array index of frame rows
         band = resample_frame(strength, geometry, ys, xs)
-        span = width / (columns if len(leads) == columns else 1)
-        for j, lead in enumerate(leads):
-            # The lead's name is printed over the start of its panel, often touching the trace.
-            first, last = int(round(j * span + LABEL_SKIP * min(span, width / columns))), int(round((j + 1) * span))
+        for lead, first, last in row:
             rows_read = _follow(band[:, first:last], pen=_pen(band[:, first:last]))
             mv[lead] = ((half - rows_read) / px_per_mv).astype(np.float32)  # row `half` is the baseline
             # t = 0 at the lead area's left edge; sample i is centred (i + 0.5) / rate after the start
@@ -140,7 +148,7 @@ def _located(source: ImageSource, shape: tuple[int, int]) -> PageGeometry:
 def _px_per_mv(geometry: PageGeometry, width: int) -> tuple[float, bool]:
     if geometry.pulse_height > 0:
         return float(geometry.pulse_height), True
-    return MM_PER_MV * width / (SECONDS_ACROSS * MM_PER_SECOND), False
+    return standard_px_per_mv(width), False
 
 
 def _pen(band: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import numpy as np
 from features.pages import LEADS, RHYTHM, NormalisedPage
 
 __all__ = ["LABEL_SKIP", "SECONDS_ACROSS", "SHORTEST_LEAD_SECONDS", "SIGNAL_SIZE", "LeadSignals", "Traces",
-           "label_skip", "lead_signals", "read_traces", "rows_per_mv", "signal_matrix"]
+           "label_skip", "lead_signals", "read_traces", "rows_per_mv", "signal_matrix", "standard_px_per_mv"]
 
 # Signals are read off pages normalised at this (height, width). At the default 320x512 the
 # traces correlate with the generator's signals at median r 0.83-0.94 per lead (chest leads
@@ -161,5 +161,10 @@ def _px_per_mv(page: NormalisedPage) -> tuple[float, bool]:
     """
     if page.px_per_mv > 0:
         return float(page.px_per_mv), True
-    columns_per_mm = page.image.shape[1] / (SECONDS_ACROSS * MM_PER_SECOND)
-    return float(MM_PER_MV * columns_per_mm * page.pixel_aspect), False
+    return standard_px_per_mv(page.image.shape[1], page.pixel_aspect), False
+
+
+def standard_px_per_mv(columns: float, pixel_aspect: float = 1.0) -> float:
+    """Rows per millivolt of a lead area ``columns`` wide printed at the standard 25 mm/s and 10 mm/mV."""
+    columns_per_mm = columns / (SECONDS_ACROSS * MM_PER_SECOND)
+    return float(MM_PER_MV * columns_per_mm * pixel_aspect)
