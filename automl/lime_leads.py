@@ -53,7 +53,7 @@ def lime_leads(model, pages: dict, class_index: int, *, samples: int = 300, seed
         perturbed = []
         for on in batch:
             off = [panel for panel, keep in zip(panels, on) if not keep]
-            perturbed.append({size: _flattened(page, off) for size, page in pages.items()})
+            perturbed.append({size: page.without_leads(off) for size, page in pages.items()})
         proba[start:start + len(batch)] = model.proba_from_features(model.features.transform_normalised(perturbed))
         if progress is not None:
             progress(start + len(batch))
@@ -62,14 +62,6 @@ def lime_leads(model, pages: dict, class_index: int, *, samples: int = 300, seed
     _, weights, score, _ = explainer.explain_instance_with_data(switched_on, proba, distances, class_index,
                                                                num_features=len(panels))
     return LeadWeights({panels[i]: float(w) for i, w in weights}, float(score), samples)
-
-
-def _flattened(page, leads):
-    """``page`` with ``leads`` flat: a normalised page redrawn, a source-resolution page's signals zeroed."""
-    from features.pages import flatten_leads
-    from features.source_traces import SourcePage
-
-    return page.without_leads(leads) if isinstance(page, SourcePage) else flatten_leads(page, leads)
 
 
 def _panels(pages: dict) -> list[str]:

@@ -244,18 +244,15 @@ def _quantile(values, q: float) -> float:
     return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
 
 
-# --- source_signals, rhythm: the leads read at the source's resolution ----------------------------
+# --- source_signals, rhythm, median_beat: the leads read at the source's resolution ----------------
 
-def source_signal_measures(page: SourcePage) -> np.ndarray:
-    return measures_of(page.signals)
+class _OfSignals(NamedTuple):
+    """A set that reads a SourcePage's signals; picklable (it holds a module-level function)."""
 
+    function: Callable
 
-def rhythm_strip(page: SourcePage) -> np.ndarray:
-    return rhythm_measures(page.signals)
-
-
-def median_beat(page: SourcePage) -> np.ndarray:
-    return median_beats(page.signals)
+    def __call__(self, page: SourcePage) -> np.ndarray:
+        return self.function(page.signals)
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -266,9 +263,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "lbp": FeatureSet(1, lbp),
     "trace": FeatureSet(2, trace),
     "signals": FeatureSet(1, signal_measures, SIGNAL_SIZE),
-    "source_signals": FeatureSet(1, source_signal_measures, SOURCE_RESOLUTION),
-    "rhythm": FeatureSet(1, rhythm_strip, SOURCE_RESOLUTION),
-    "median_beat": FeatureSet(1, median_beat, SOURCE_RESOLUTION),
+    "source_signals": FeatureSet(1, _OfSignals(measures_of), SOURCE_RESOLUTION),
+    "rhythm": FeatureSet(1, _OfSignals(rhythm_measures), SOURCE_RESOLUTION),
+    "median_beat": FeatureSet(1, _OfSignals(median_beats), SOURCE_RESOLUTION),
 }
 
 _NAMED_COLUMNS = {

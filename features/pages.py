@@ -122,6 +122,10 @@ class NormalisedPage:
     px_per_mv: float = 0.0
     pixel_aspect: float = 1.0
 
+    def without_leads(self, leads) -> NormalisedPage:
+        """:func:`flatten_leads` of this page (a SourcePage answers the same call)."""
+        return flatten_leads(self, leads)
+
 
 def normalise_page(
     source: ImageSource, size: tuple[int, int] = DEFAULT_SIZE, *, suppress_grid: bool = True
