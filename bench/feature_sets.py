@@ -39,7 +39,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from features.dataset import scan  # noqa: E402
 from features.handcrafted import FEATURE_SETS, PageFeatures  # noqa: E402
-from features.pages import DEFAULT_SIZE, normalise_page  # noqa: E402
+from features.extract import read_page  # noqa: E402
+from features.imageio import read_file  # noqa: E402
+from features.pages import DEFAULT_SIZE  # noqa: E402
+from features.source_traces import SOURCE_RESOLUTION  # noqa: E402
 from features.synthetic import LayoutMix, generate_dataset  # noqa: E402
 
 
@@ -48,7 +51,7 @@ def page_features(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     pages, seconds = {}, {}
     for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
         start = time.perf_counter()
-        pages[size] = normalise_page(path, size=size)
+        pages[size] = read_page(read_file(path), size)  # normalised, or read at the source's resolution
         seconds[normalise_step(size)] = time.perf_counter() - start
     vectors = {}
     for name, spec in FEATURE_SETS.items():
@@ -60,6 +63,8 @@ def page_features(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
 
 
 def normalise_step(size: tuple[int, int]) -> str:
+    if size == SOURCE_RESOLUTION:
+        return "read_source_page"
     return f"normalise_page {size[0]}x{size[1]}"
 
 
@@ -160,19 +165,19 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"train {len(y_train)} pages (seed 1), test {len(y_test)} pages (seed 2); "
           f"chance accuracy {1 / len(set(y_train)):.2f}")
-    print(f"{'feature set':<12} {'dims':>6} {'accuracy':>9} {'macro-F1':>9} {'ms/page':>8}")
+    print(f"{'feature set':<14} {'dims':>6} {'accuracy':>9} {'macro-F1':>9} {'ms/page':>8}")
     for name in FEATURE_SETS:
         accuracy, f1 = score(train[name], y_train, test[name], y_test)
-        print(f"{name:<12} {train[name].shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {ms[name]:>8.2f}")
+        print(f"{name:<14} {train[name].shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {ms[name]:>8.2f}")
     for label, names in (("default", PageFeatures().sets), ("combined", ("trace", "signals")),
                          ("all sets", tuple(FEATURE_SETS))):
         accuracy, f1 = score(combined(train, names), y_train, combined(test, names), y_test)
         total = sum(ms[name] for name in names)
         spelled = "" if label == "all sets" else f"  ({' + '.join(names)})"
-        print(f"{label:<12} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}{spelled}")
+        print(f"{label:<14} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}{spelled}")
     for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
         users = [name for name, spec in FEATURE_SETS.items() if (spec.size or DEFAULT_SIZE) == size]
-        print(f"{'(' + normalise_step(size) + ')':<38} {ms[normalise_step(size)]:>8.2f}  shared by {', '.join(users)}")
+        print(f"{'(' + normalise_step(size) + ')':<40} {ms[normalise_step(size)]:>8.2f}  shared by {', '.join(users)}")
 
 
 if __name__ == "__main__":
