@@ -163,18 +163,26 @@ def create_app(served: ServedModel, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                          "BMP or TIFF scan of the ECG page")
         return data, name, kind
 
-    @app.post("/api/predict")
-    async def predict(request: Request, explain: str = explain):
-        if explain not in EXPLAIN_CHOICES:
-            return error(400, f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+    async def handled(request: Request, work):
+        """(``work(image bytes)`` run off the event loop, file name, kind), or the error response to send."""
         upload = await uploaded(request)
         if not isinstance(upload, tuple):
             return upload
         data, name, kind = upload
         try:
-            answer = await run_in_threadpool(served.run, lambda model: _answer(model, data, explain, lime_samples))
+            return await run_in_threadpool(work, data), name, kind
         except Exception as exc:
             return _failure(exc, name)
+
+    @app.post("/api/predict")
+    async def predict(request: Request, explain: str = explain):
+        if explain not in EXPLAIN_CHOICES:
+            return error(400, f"explain must be one of {', '.join(EXPLAIN_CHOICES)}, got {explain!r}")
+        outcome = await handled(request, lambda data: served.run(
+            lambda model: _answer(model, data, explain, lime_samples)))
+        if not isinstance(outcome, tuple):
+            return outcome
+        answer, name, kind = outcome
         current = served.current
         return {**answer, "file": name, "type": kind, "model": {"uri": current.uri, "version": current.version}}
 
@@ -184,14 +192,10 @@ def create_app(served: ServedModel, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
             return error(400, f"format must be csv or wfdb, got {format!r}")
         if not 50 <= fs <= 10_000:
             return error(400, f"fs must be 50-10000 Hz, got {fs}")
-        upload = await uploaded(request)
-        if not isinstance(upload, tuple):
-            return upload
-        data, name, _ = upload
-        try:
-            content, media_type, suffix = await run_in_threadpool(_signal_file, data, format, fs)
-        except Exception as exc:
-            return _failure(exc, name)
+        outcome = await handled(request, lambda data: _signal_file(data, format, fs))
+        if not isinstance(outcome, tuple):
+            return outcome
+        (content, media_type, suffix), name, _ = outcome
         stem = _download_stem(name)
         return Response(content, media_type=media_type,
                         headers={"Content-Disposition": f'attachment; filename="{stem}{suffix}"'})

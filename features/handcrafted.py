@@ -354,8 +354,8 @@ class PageFeatures(TransformerMixin, BaseEstimator):
             cache_dir=self.cache_dir, n_jobs=self.n_jobs, progress=self.progress,
         )
 
-    def normalise(self, source) -> dict[tuple[int, int], NormalisedPage]:
-        """One page normalised at every size the chosen sets read (for :meth:`transform_normalised`)."""
+    def normalise(self, source) -> dict[tuple[int, int], NormalisedPage | SourcePage]:
+        """One page read as every chosen set reads it, per size (for :meth:`transform_normalised`)."""
         return normalised_pages(source, self._chosen_sets(), size=self._size())
 
     def transform_normalised(self, pages) -> np.ndarray:
