@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl.engines.autokeras_engine import AutoKerasEngine, _log_cut_trial, validation_split
+from automl.engines.autokeras_engine import AutoKerasEngine, _log_cut_trial
+from automl.engines.folds import validation_split
 from automl.engines.base import TrainingData
 from automl.engines.trialfile import TrialTail
 from automl.evaluate import evaluate

@@ -73,7 +73,13 @@ def test_a_bad_trial_is_pruned_and_a_second_search_resumes_the_study(pages, tmp_
     assert 0.0 <= expected_calibration_error(calibration.y, calibration.proba) <= 1.0
 
     # The study lives in the storage: another search resumes it, and the trial count grows.
-    assert len(optuna_trials(storage, "s")) == 3
+    stored = optuna_trials(storage, "s")
+    assert len(stored) == 3
+    # The study keeps the curves too: per epoch, the loss beside the pruner's intermediate values.
+    for trial in stored:
+        curve = trial.user_attrs["epochs"]
+        assert [e["val_score"] for e in curve] == pytest.approx([trial.intermediate_values[e["epoch"]] for e in curve])
+    assert [len(t.user_attrs["epochs"]) for t in stored] == [len(t.extra["epochs"]) for t in logged]
     again = OptunaEngine(families=("conv1d",), min_epochs=1, max_epochs=2, storage=storage, study="s", max_trials=1)
     again.search(training_data(pages, tmp_path / "w2"), 120, lambda t: None)
     assert len(optuna_trials(storage, "s")) == 4

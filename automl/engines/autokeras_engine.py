@@ -16,7 +16,6 @@ last trial's network and export the best; after it, a small reserve to load the 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import math
 import os
@@ -30,8 +29,10 @@ import numpy as np
 
 from automl.core_use import available_cores
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
-from automl.engines.runner import read_json, run_worker
+from automl.engines.folds import validation_split
+from automl.engines.runner import WorkerRun, read_json
 from automl.engines.trialfile import TrialTail
+from automl.engines.worker_engine import EngineCall, WorkerEngine, wall_clock
 from automl.model import ECGModel
 
 __all__ = ["AutoKerasEngine"]
@@ -42,7 +43,7 @@ VIEWS = ("page", "leads", "signals")
 MIN_SIDE = 32  # AutoKeras's ResNet/EfficientNet blocks upsample anything smaller to 32
 
 
-class AutoKerasEngine:
+class AutoKerasEngine(WorkerEngine):
     """Options come from the experiment spec's ``engines.autokeras`` block.
 
     max_trials: architectures AutoKeras may try (it stops sooner if the slice ends). epochs:
@@ -53,7 +54,8 @@ class AutoKerasEngine:
     per class). The default view is the layout-proof lead mosaic.
     """
 
-    name = "autokeras"
+    name, label, worker_module = "autokeras", "AutoKeras", "automl.engines.autokeras_worker"
+    fresh_workdir = True  # a previous search's trials must not be read as ours
     resumable = False  # a second call starts AutoKeras's search over (overwrite): only when starved
     startup_estimate = 20.0  # TensorFlow twice (here and in the worker), page tensors, AutoKeras's set-up
     min_trial_seconds = 15.0  # a small network's first epochs, and loading the kept ones
@@ -78,19 +80,13 @@ class AutoKerasEngine:
         if not 0.0 < share < 0.5:
             raise ValueError(f"autokeras option validation_share must be above 0 and below 0.5, got {validation_share!r}")
         self.validation_share = share
-        self.report: EngineReport | None = None
-        self._calls, self._logged, self._kept = 0, 0, []
+        super().__init__()
+        self._kept: list[Candidate] = []
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
-        start = time.monotonic()
-        deadline = start + seconds
-        self._calls += 1
-        workdir = data.workdir / "autokeras" / (f"call-{self._calls}" if self._calls > 1 else "")
-        shutil.rmtree(workdir, ignore_errors=True)  # a previous search's trials must not be read as ours
-        workdir.mkdir(parents=True)
-        classes = list(data.classes)
-        y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
-        train, val = validation_split(y, self.validation_share, data.seed)
+        call = self._new_call(data, seconds)
+        y, workdir = call.y, call.workdir
+        train, val = validation_split(y, self.validation_share, data.seed, engine=self.name)
         from features.cache import default_cache_dir
 
         tensors = self._tensors()
@@ -100,34 +96,31 @@ class AutoKerasEngine:
         tensors.set_params(cache_dir=None, n_jobs=1)
         np.savez(workdir / "data.npz", x_train=x[train], y_train=y[train], x_val=x[val], y_val=y[val])
         _import_keras()
-        kill_at = deadline - (1.0 + 1.5 * self.candidates)  # loading the candidates after the worker
+        kill_at = call.deadline - (1.0 + 1.5 * self.candidates)  # loading the candidates after the worker
         # After training stops: the stopped trial's scoring and line, AutoKeras's own reload and save
         # of the best trial, export_model() if time allows, exit. ~2-4 s for a small CNN on 2 cores.
         wrapup = min(15.0, max(5.0, 0.1 * (kill_at - time.monotonic())))
-        (workdir / "job.json").write_text(json.dumps({
-            "classes": classes, "metric": data.metric, "seed": int(data.seed), "max_trials": self.max_trials,
+        job = {
+            "classes": call.classes, "metric": data.metric, "seed": int(data.seed), "max_trials": self.max_trials,
             "epochs": self.epochs, "batch_size": self.batch_size, "candidates": self.candidates,
             "threads": available_cores(),
-            "stop_at": _wall(kill_at - wrapup), "kill_at": _wall(kill_at),  # the worker's clock is time.time()
-        }))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
-        run = run_worker("automl.engines.autokeras_worker", workdir, kill_at, poll=trials.poll,
-                         env={"TF_CPP_MIN_LOG_LEVEL": "2"}, since=start, stop=data.should_stop)
-        trials.poll()
+            "stop_at": wall_clock(kill_at - wrapup), "kill_at": wall_clock(kill_at),
+        }
+        trials = self._trial_tail(call, log_trial)
+        run = self._run_worker(call, job, trials, kill_at, stop=data.should_stop, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
         done = read_json(workdir / "done.json")
-        if run.stopped or done.get("out_of_time"):
-            _log_cut_trial(workdir, trials)
         ending = ("; killed at the end of its slice" if run.stopped
                   else "; stopped itself at the end of its slice" if done.get("out_of_time") else "")
         log.info("autokeras: %d trials (%d ok) in %.0f s%s; worker timings %s", len(trials.records),
                  sum(r["status"] == "ok" for r in trials.records), run.seconds, ending, done)
-        if not run.stopped and run.returncode != 0 and not trials.records:
-            raise RuntimeError(f"AutoKeras worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
-        self._kept += self._candidates(workdir / "best.pkl", tensors, classes, trials.records, x[val], y[val], val)
+        self._kept += self._candidates(workdir / "best.pkl", tensors, call.classes, trials.records, x[val], y[val], val)
         shutil.rmtree(workdir / "ak", ignore_errors=True)  # keras-tuner's checkpoints: the kept networks are in best.pkl
-        self._logged += len(trials.records)
-        self.report = self._report(seconds, time.monotonic() - start, run, done, trials.records)
+        self.report = self._report(seconds, time.monotonic() - call.started, run, done, trials.records)
         return list(self._kept)
+
+    def _after_worker(self, call: EngineCall, run: WorkerRun, trials: TrialTail) -> None:
+        if run.stopped or read_json(call.workdir / "done.json").get("out_of_time"):
+            _log_cut_trial(call.workdir, trials)
 
     def _report(self, slice_seconds: float, seconds: float, run, done: dict, records: list[dict]) -> EngineReport:
         out_of_time = run.stopped or bool(done.get("out_of_time"))
@@ -171,20 +164,6 @@ class AutoKerasEngine:
         return candidates
 
 
-def validation_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of training and validation pages: stratified, at least one validation page per class."""
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(y)
-    present = int((counts > 0).sum())
-    if (counts[counts > 0] < 2).any():
-        raise ValueError("autokeras needs at least two training pages of each class (one to learn from, "
-                         f"one to score trials on); page counts per class: {counts.tolist()}")
-    n_val = min(max(present, round(share * len(y))), len(y) - present)
-    train, val = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y, random_state=seed)
-    return np.sort(train), np.sort(val)
-
-
 def _log_cut_trial(workdir: Path, trials: TrialTail) -> None:
     """The slice ended the search: report the trial a kill cut off, or that none ever started.
 
@@ -211,11 +190,6 @@ def _checked(x, n: int) -> np.ndarray:
     if x.ndim != 4 or x.shape[0] != n or x.shape[-1] != 1:
         raise ValueError(f"page tensors must be (pages, height, width, 1) for {n} pages, got {x.shape}")
     return x
-
-
-def _wall(monotonic_time: float) -> float:
-    return time.time() + (monotonic_time - time.monotonic())
-
 
 
 def _whole(value, name: str) -> int:

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["SELECTION_SEED_OFFSET", "fit_fold", "fold_count", "out_of_fold", "selection_folds"]
+__all__ = ["SELECTION_SEED_OFFSET", "fit_fold", "fold_count", "out_of_fold", "selection_folds", "validation_split"]
 
 # Added to the search's seed for the folds candidates are ranked on: an engine that searched on
 # the seed's own folds (TPOT) must not have its winner scored on the splits it was chosen on.
@@ -32,6 +32,24 @@ def selection_folds(y: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarr
 
     splitter = StratifiedKFold(fold_count(y, folds), shuffle=True, random_state=seed + SELECTION_SEED_OFFSET)
     return list(splitter.split(np.zeros(len(y)), y))
+
+
+def validation_split(y: np.ndarray, share: float, seed: int, engine: str = "this engine"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and validation pages of a network's trials: stratified, about
+    ``share`` of the pages, at least one validation page of every class.
+
+    ``engine`` names who asks, in the one-line refusal when a class has a single page."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    present = int((counts > 0).sum())
+    if (counts[counts > 0] < 2).any():
+        raise ValueError(f"{engine} needs at least two training pages of each class (one to learn from, "
+                         f"one to score trials on); page counts per class: {counts.tolist()}")
+    n_val = min(max(present, round(share * len(y))), len(y) - present)
+    train, val = train_test_split(np.arange(len(y)), test_size=n_val, stratify=y, random_state=seed)
+    return np.sort(train), np.sort(val)
 
 
 def out_of_fold(make, X: np.ndarray, y: np.ndarray, n_classes: int, splits) -> np.ndarray:

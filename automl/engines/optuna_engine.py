@@ -10,7 +10,6 @@ pages, never on the holdout.
 """
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import time
@@ -19,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
+from automl.engines.folds import validation_split
 from automl.engines.networks import FAMILIES
 from automl.engines.optuna_space import conflicting_choices, space_choices
-from automl.engines.runner import read_json, run_worker
-from automl.engines.trialfile import TrialTail
+from automl.engines.runner import read_json
+from automl.engines.worker_engine import WorkerEngine, wall_clock
 
 __all__ = ["OptunaEngine", "default_storage", "default_study_name"]
 
@@ -41,7 +41,7 @@ def default_storage() -> str:
     return f"sqlite:///{path}"
 
 
-class OptunaEngine:
+class OptunaEngine(WorkerEngine):
     """Options come from the experiment spec's ``engines.optuna`` block.
 
     families: architectures to try (cnn, resnet, vgg, efficientnet, transfer, conv1d). views:
@@ -55,7 +55,7 @@ class OptunaEngine:
     enqueue: parameter sets to try first (a known-good configuration, or a test's bad one).
     """
 
-    name = "optuna"
+    name, label, worker_module = "optuna", "Optuna", "automl.engines.optuna_worker"
     resumable = True  # the study persists: a second call goes on from every trial so far
     startup_estimate = 12.0  # TensorFlow and Optuna imports, the study opened; until measured here
     min_trial_seconds = MIN_TRIAL_SECONDS + 5.0  # a trial, and the load reserve after the worker
@@ -82,33 +82,26 @@ class OptunaEngine:
         self.candidates, self.validation_share = int(candidates), float(validation_share)
         self.weights_dir, self.max_trials = weights_dir, max_trials
         self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
-        self.report: EngineReport | None = None
-        self._calls, self._trials_run, self._records = 0, 0, []
+        super().__init__()
+        self._records: list[dict] = []
         self._val_idx: np.ndarray | None = None  # the validation pages (the same split in every call)
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
         from features.cache import default_cache_dir
 
-        started = time.monotonic()
-        deadline = started + seconds
-        self._calls += 1
-        # Each call has its own folder (a second call in one search resumes the study; its
-        # trials file must not replay the first call's lines).
-        workdir = data.workdir / "optuna" / (f"call-{self._calls}" if self._calls > 1 else "")
-        workdir.mkdir(parents=True, exist_ok=True)
-        trials_left = None if self.max_trials is None else self.max_trials - self._trials_run
+        trials_left = None if self.max_trials is None else self.max_trials - self._logged
         if trials_left is not None and trials_left <= 0:
             self.report = EngineReport(self.name, seconds, 0.0, 0, "finished", f"its cap of {self.max_trials} trials "
                                        "was reached in an earlier call")
             return self._best(self._records)
-        classes = list(data.classes)
-        y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
-        train_idx, val_idx = _stratified_split(y, self.validation_share, data.seed)
+        # A second call in one search resumes the study (in its own folder).
+        call = self._new_call(data, seconds)
+        train_idx, val_idx = validation_split(call.y, self.validation_share, data.seed, engine=self.name)
         self._val_idx = val_idx
         load_reserve = min(0.1 * seconds, 5.0)  # unpickling the best networks, after the worker
         job = {
-            "paths": list(map(str, data.paths)), "y": y.tolist(), "classes": classes, "metric": data.metric,
-            "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
+            "paths": list(map(str, data.paths)), "y": call.y.tolist(), "classes": call.classes,
+            "metric": data.metric, "seed": data.seed, "train_idx": train_idx.tolist(), "val_idx": val_idx.tolist(),
             "families": self.families, "views": self.views, "heights": self.heights,
             "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
             "pruner": self.pruner, "storage": self.storage_url(), "weights_dir": self.weights_dir,
@@ -118,19 +111,12 @@ class OptunaEngine:
         }
         job["study_name"] = self.study_name(data.experiment)
         _check_study(job)
-        # The worker keeps wall-clock time: a monotonic clock is not shared between processes.
-        job["deadline"] = time.time() + (deadline - load_reserve - time.monotonic())
-        (workdir / "job.json").write_text(json.dumps(job))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=len(self._records))
-        run = run_worker("automl.engines.optuna_worker", workdir, deadline - load_reserve, poll=trials.poll,
-                         since=started, stop=data.should_stop)
-        trials.poll()
+        job["deadline"] = wall_clock(call.deadline - load_reserve)
+        trials = self._trial_tail(call, log_trial)
+        run = self._run_worker(call, job, trials, call.deadline - load_reserve, stop=data.should_stop)
         self._records += trials.records
-        self._trials_run += len(trials.records)
-        self.report = self._report(seconds, time.monotonic() - started, run, trials.records,
-                                   read_json(workdir / "done.json"))
-        if not run.stopped and run.returncode not in (0, None) and not trials.records:
-            raise RuntimeError(f"Optuna worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
+        self.report = self._report(seconds, time.monotonic() - call.started, run, trials.records,
+                                   read_json(call.workdir / "done.json"))
         return self._best(self._records)
 
     def _report(self, slice_seconds: float, seconds: float, run, records: list[dict], done: dict) -> EngineReport:
@@ -144,7 +130,7 @@ class OptunaEngine:
                       if run.startup_seconds is not None else
                       f"no trial: the worker was still starting (TensorFlow, the study) when its {slice_seconds:.0f} s "
                       "slice ended")
-        elif ended == "finished" and self.max_trials is not None and self._trials_run >= self.max_trials:
+        elif ended == "finished" and self.max_trials is not None and self._logged >= self.max_trials:
             reason = f"its cap of {self.max_trials} trials"
         return EngineReport(self.name, slice_seconds, seconds, len(records), ended, reason, run.startup_seconds)
 
@@ -223,15 +209,3 @@ def _check_study(job: dict) -> None:
         raise ValueError(f"Optuna study {job['study_name']!r} in {shown_storage(job['storage'])} was searched with "
                          f"other choices ({'; '.join(conflicts)}): keep the spec's choices, or name a new study "
                          "(optuna option study)")
-
-
-def _stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and validation parts: ``share`` of every class (at least one) validates."""
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        n_val = max(1, int(round(share * len(members)))) if len(members) > 1 else 0
-        val.extend(members[:n_val])
-        train.extend(members[n_val:])
-    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))

@@ -101,6 +101,11 @@ class _Objective:
             raise
         finally:
             record["seconds"] = time.time() - started
+            # The study keeps the curves beside its intermediate values (the validation score per
+            # epoch, reported for pruning), so a resumed study and optuna-dashboard show them too;
+            # the line carries them as well, since the search logs from the line while the worker
+            # still holds the study's storage.
+            trial.set_user_attr("epochs", epochs)
             append_line(self.root / "trials.jsonl", record)
 
     def _train(self, trial, setup, record: dict, epochs: list[dict]) -> float:

@@ -10,7 +10,6 @@ candidates.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import pickle
 import time
@@ -20,9 +19,8 @@ import numpy as np
 
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.folds import fold_count, out_of_fold, selection_folds
-from automl.engines.runner import run_worker
-from automl.engines.trialfile import TrialTail
 from automl.engines.tpot_space import CV_SCORERS
+from automl.engines.worker_engine import WorkerEngine
 from automl.model import ECGModel
 
 __all__ = ["TPOTEngine"]
@@ -30,7 +28,7 @@ __all__ = ["TPOTEngine"]
 log = logging.getLogger(__name__)
 
 
-class TPOTEngine:
+class TPOTEngine(WorkerEngine):
     """Options come from the experiment spec's ``engines.tpot`` block.
 
     population_size: pipelines per generation. cv: folds of the cross-validation that scores
@@ -41,7 +39,7 @@ class TPOTEngine:
     evaluate the pipelines instead of a local cluster (every worker needs SmartECG installed).
     """
 
-    name = "tpot"
+    name, label, worker_module = "tpot", "TPOT", "automl.engines.tpot_worker"
     resumable = False  # a second call starts a new population: given back time goes to others first
     startup_estimate = 4.0  # TPOT's imports and its Dask cluster; until measured here
     min_trial_seconds = 4.0  # a few cross-validated pipelines on page features, and the refit of the best
@@ -55,50 +53,40 @@ class TPOTEngine:
         self.candidates = int(candidates)
         self.early_stop = early_stop
         self.dask_scheduler = dask_scheduler
-        self.report: EngineReport | None = None
-        self._calls, self._logged, self._kept = 0, 0, []
+        super().__init__()
+        self._kept: list[Candidate] = []
         if self.population_size < 2 or self.cv < 2 or self.n_jobs < 1 or self.candidates < 1 or self.max_eval_seconds <= 0:
             raise ValueError("tpot options: population_size >= 2, cv >= 2, n_jobs >= 1, candidates >= 1, "
                              "max_eval_seconds > 0")
 
     def search(self, data: TrainingData, seconds: float, log_trial: TrialLog) -> list[Candidate]:
-        start = time.monotonic()
-        deadline = start + seconds
-        self._calls += 1
-        workdir = data.workdir / "tpot" / (f"call-{self._calls}" if self._calls > 1 else "")
-        workdir.mkdir(parents=True, exist_ok=True)
-        classes = list(data.classes)
-        y = np.array([classes.index(label) for label in data.y], dtype=np.int64)
+        call = self._new_call(data, seconds)
+        start, deadline, y = call.started, call.deadline, call.y
         # Refits and out-of-fold predictions (for calibration) of the best pipelines, after TPOT:
         # at least this much; more as the trials show what the best pipelines cost (below).
         refit_reserve = min(0.25 * seconds, 2.0 + 1.5 * self.candidates)
         # TPOT checks its own clock only between generations, so the runner's hard stop is what
         # ends the slice; TPOT's limit is set to the same time (it would stop a little later).
         tpot_seconds = max(5.0, seconds - refit_reserve)
-        np.savez(workdir / "data.npz", X=data.X.astype(np.float64), y=y)
-        (workdir / "job.json").write_text(json.dumps({
-            "classes": classes, "seed": data.seed, "metric": data.metric, "scoring": CV_SCORERS[data.metric],
-            "cv": self._folds(y), "n_jobs": self.n_jobs,
+        np.savez(call.workdir / "data.npz", X=data.X.astype(np.float64), y=y)
+        folds = self._folds(y)
+        job = {
+            "classes": call.classes, "seed": data.seed, "metric": data.metric, "scoring": CV_SCORERS[data.metric],
+            "cv": folds, "n_jobs": self.n_jobs,
             "population_size": self.population_size, "early_stop": self.early_stop,
             "max_time_mins": tpot_seconds / 60.0, "max_eval_time_mins": self.max_eval_seconds / 60.0,
             "dask_scheduler": self.dask_scheduler,
-        }))
-        trials = TrialTail(workdir / "trials.jsonl", log_trial, self.name, first_number=self._logged)
-        folds = self._folds(y)
+        }
+        trials = self._trial_tail(call, log_trial)
 
         def time_to_refit() -> bool:  # or the search wants this engine to give way
             if data.should_stop is not None and data.should_stop():
                 return True
             return time.monotonic() >= deadline - self._refit_seconds(trials.records, folds, refit_reserve, seconds)
 
-        run = run_worker("automl.engines.tpot_worker", workdir, deadline - refit_reserve, poll=trials.poll,
-                         since=start, stop=time_to_refit)
-        trials.poll()
-        if not run.stopped and run.returncode not in (0, None) and not trials.records:
-            raise RuntimeError(f"TPOT worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
+        run = self._run_worker(call, job, trials, deadline - refit_reserve, stop=time_to_refit)
         if run.stopped:
             log.info("tpot: stopped at the end of its slice after %.0f s, %d trials kept", run.seconds, len(trials.records))
-        self._logged += len(trials.records)
         self._kept += self._refit_best(trials.records, data, y, deadline)
         # TPOT's own time limit is the slice's: a worker that ended near it was stopped by time too.
         by_time = run.stopped or run.seconds >= 0.9 * tpot_seconds
