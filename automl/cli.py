@@ -108,6 +108,18 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--quiet", action="store_true", help="no live progress line")
     search.set_defaults(handler=_search)
 
+    pretrain = commands.add_parser("pretrain", help="train backbones on generated pages (no download) for transfer "
+                                   "learning in later searches")
+    pretrain.add_argument("--budget", default="60m", help="wall time for page making and training: 10m, 60m (default)")
+    pretrain.add_argument("--pages", type=int, default=3000, help="generated training pages, at most (default 3000)")
+    pretrain.add_argument("--views", default="leads,signals",
+                          help="backbones to train: leads (2-D on the lead mosaic), signals (1-D on the lead signals)")
+    pretrain.add_argument("--out", "--weights-dir", dest="out", default=None, metavar="DIR",
+                          help="where the backbones go (default: $SMARTECG_CACHE/pretrained, where searches look)")
+    pretrain.add_argument("--seed", type=int, default=0, help="seed of the first generated page")
+    pretrain.add_argument("--tracking-uri", default=None, help=tracking_help)
+    pretrain.set_defaults(handler=_pretrain)
+
     nightly = commands.add_parser("nightly", help="the nightly re-search: locked, logs what changed in the data, "
                                   "resumes the studies, same holdout every night")
     nightly.add_argument("--data", required=True, help="dataset folder (new images go to training)")
@@ -234,7 +246,8 @@ def _scale_out_options(parser: argparse.ArgumentParser, tracking_help: str, dask
                              "(shared between machines), journal:///path/optuna.log (default: "
                              "sqlite:///mlruns/optuna.db)")
     parser.add_argument("--weights-dir", default=None, metavar="DIR",
-                        help="folder with ImageNet weights (efficientnetb0_notop.h5) for transfer learning; "
+                        help="folder with pretrained backbones (`smartecg pretrain --out`) or ImageNet weights "
+                             "(efficientnetb0_notop.h5) for transfer learning (default: $SMARTECG_CACHE/pretrained); "
                              "nothing is downloaded")
     if dask:
         parser.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
@@ -350,6 +363,19 @@ def _cache_clear(args) -> int:
             return 1
     freed = cache.clear()
     print(f"freed {_human_size(freed.size_bytes)}: {_entries(freed.entries)} deleted from {cache.root}")
+    return 0
+
+
+def _pretrain(args) -> int:
+    from automl.budget import parse_duration
+    from automl.pretrain import pretrain
+
+    result = pretrain(parse_duration(args.budget), pages=args.pages, out=args.out, seed=args.seed,
+                      views=tuple(v.strip() for v in args.views.split(",") if v.strip()),
+                      tracking_uri=args.tracking_uri)
+    for line in result.lines():
+        print(line)
+    print(f"MLflow run {result.run_id} (experiment smartecg-pretrain)")
     return 0
 
 

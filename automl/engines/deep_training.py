@@ -36,6 +36,7 @@ class TrainingResult:
     best_epoch: int
     epochs: list[EpochReport] = field(default_factory=list)
     stopped_by_deadline: bool = False
+    stopped_early: bool = False  # no better validation score for ``patience`` epochs
 
 
 def configure_tensorflow(seed: int, threads: int = 2) -> None:
@@ -54,14 +55,18 @@ def configure_tensorflow(seed: int, threads: int = 2) -> None:
 def train_network(network, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
                   metric: str, epochs: int, batch_size: int = 16, learning_rate: float = 1e-3,
                   class_weights: bool = True, augment: Callable[[np.ndarray], np.ndarray] | None = None,
-                  fine_tune_after: int | None = None, seed: int = 0, deadline: float = float("inf"),
-                  on_epoch: Callable[[EpochReport], None] | None = None) -> TrainingResult:
+                  fine_tune_after: int | None = None, unfreeze: Callable[[object], None] | None = None,
+                  fine_tune_factor: float = 0.1, patience: int | None = None, seed: int = 0,
+                  deadline: float = float("inf"), on_epoch: Callable[[EpochReport], None] | None = None
+                  ) -> TrainingResult:
     """Fit ``network`` (uncompiled) and leave it with its best epoch's weights.
 
     ``augment`` maps a batch of training pages to an augmented batch (numpy, run inside tf.data).
-    ``fine_tune_after``: for a frozen pretrained backbone, the epoch after which every layer
-    trains at a tenth of the learning rate. ``deadline`` is a ``time.time()`` value. ``on_epoch``
-    may raise (Optuna's pruning does); the best weights so far are restored first.
+    ``fine_tune_after``: for a frozen pretrained backbone, the epoch after which ``unfreeze(network)``
+    runs (default: every layer trains) and training goes on at ``fine_tune_factor`` times the
+    learning rate. ``patience``: stop after this many epochs without a better validation score
+    (None: never). ``deadline`` is a ``time.time()`` value. ``on_epoch`` may raise (Optuna's
+    pruning does); the best weights so far are restored first.
     """
     import keras
     import tensorflow as tf
@@ -82,9 +87,12 @@ def train_network(network, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
     best_weights = None
     for epoch in range(epochs):
         if fine_tune_after is not None and epoch == fine_tune_after:
-            for layer in network.layers:
-                layer.trainable = True
-            _compile(network, learning_rate / 10.0)
+            if unfreeze is not None:
+                unfreeze(network)
+            else:
+                for layer in network.layers:
+                    layer.trainable = True
+            _compile(network, learning_rate * fine_tune_factor)
         started = time.time()
         history = network.fit(train, epochs=1, class_weight=weights, verbose=0)
         proba = network.predict(x_val.astype(np.float32), batch_size=64, verbose=0)
@@ -103,6 +111,11 @@ def train_network(network, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
             raise
         if time.time() + report.seconds * 1.2 > deadline:  # the next epoch would overrun the slice
             result.stopped_by_deadline = epoch + 1 < epochs
+            break
+        # Frozen epochs before fine-tuning are not counted against it: tuning gets its own chance.
+        since = max(result.best_epoch, (fine_tune_after or 0) - 1)
+        if patience is not None and epoch - since >= patience and epoch + 1 < epochs:
+            result.stopped_early = True
             break
     if best_weights is not None:
         network.set_weights(best_weights)

@@ -7,8 +7,10 @@ lead signals) and returns an uncompiled Keras model ending in a softmax over the
 * ``resnet``: residual blocks with 1x1 projections where the shape changes.
 * ``vgg``: stages of two 3x3 convolutions and a max pool.
 * ``efficientnet``: ``keras.applications.EfficientNetB0`` trained from scratch.
-* ``transfer``: EfficientNetB0 with ImageNet weights, frozen first, then fine-tuned; the weights
-  come from the Keras cache or a ``weights_dir`` and are never downloaded (:class:`WeightsUnavailable`).
+* ``transfer``: a pretrained backbone, frozen first, then fine-tuned. By default SmartECG's own
+  (``backbone="leads"`` or ``"signals"``, made by ``smartecg pretrain`` on generated pages:
+  :mod:`automl.engines.backbones`); ``backbone="imagenet"``: EfficientNetB0 with ImageNet weights
+  from the Keras cache or a ``weights_dir``. Nothing is ever downloaded (:class:`WeightsUnavailable`).
 * ``conv1d``: 1-D convolutions over the 12 lead signals.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 import os
 from pathlib import Path
 
-__all__ = ["FAMILIES", "IMAGE_FAMILIES", "WeightsUnavailable", "build_network", "imagenet_weights"]
+__all__ = ["FAMILIES", "IMAGE_FAMILIES", "WeightsUnavailable", "backbone_layer", "build_network", "imagenet_weights"]
 
 IMAGE_FAMILIES = ("cnn", "resnet", "vgg", "efficientnet", "transfer")
 FAMILIES = (*IMAGE_FAMILIES, "conv1d")
@@ -32,19 +34,25 @@ class WeightsUnavailable(RuntimeError):
 
 
 def build_network(family: str, input_shape: tuple[int, ...], n_classes: int, *, width: int = 16, depth: int = 3,
-                  dropout: float = 0.3, weights_dir: str | os.PathLike | None = None):
-    """An uncompiled Keras model for ``family``; see the module docstring for the families."""
+                  dropout: float = 0.3, weights_dir: str | os.PathLike | None = None, backbone: str = "imagenet"):
+    """An uncompiled Keras model for ``family``; see the module docstring for the families.
+
+    ``backbone`` (``transfer`` only): ``"leads"`` or ``"signals"`` for SmartECG's pretrained
+    backbone of that view, ``"imagenet"`` for EfficientNetB0's ImageNet weights."""
     import keras
     from keras import layers
 
     if family not in FAMILIES:
         raise ValueError(f"unknown network family {family!r}; choose from {', '.join(FAMILIES)}")
-    if (family == "conv1d") != (len(input_shape) == 2):
-        raise ValueError(f"{family} needs {'(length, leads) signals' if family == 'conv1d' else '(H, W, 1) pages'}, "
+    signals = family == "conv1d" or (family == "transfer" and backbone == "signals")
+    if signals != (len(input_shape) == 2):
+        raise ValueError(f"{family} needs {'(length, leads) signals' if signals else '(H, W, 1) pages'}, "
                          f"got input shape {input_shape}")
     inputs = keras.Input(shape=input_shape)
     if family == "conv1d":
         x = _conv1d_body(inputs, width, depth)
+    elif family == "transfer" and backbone != "imagenet":
+        x = _pretrained_body(inputs, backbone, weights_dir)
     elif family in ("efficientnet", "transfer"):
         x = _efficientnet_body(inputs, pretrained=family == "transfer", weights_dir=weights_dir)
     else:
@@ -124,6 +132,25 @@ def _efficientnet_body(x, *, pretrained: bool, weights_dir):
                                                  pooling="avg")
     backbone.trainable = not pretrained  # transfer: frozen first; the trainer unfreezes it to fine-tune
     return backbone(rgb, training=False if pretrained else None)
+
+
+def _pretrained_body(x, view: str, weights_dir):
+    from automl.engines.backbones import BackboneUnavailable, load_backbone
+
+    try:
+        backbone, found = load_backbone(view, weights_dir)
+    except BackboneUnavailable as exc:
+        raise WeightsUnavailable(str(exc)) from None
+    if tuple(backbone.input_shape[1:]) != tuple(x.shape[1:]):
+        raise ValueError(f"the pretrained {view} backbone in {found.folder} reads {backbone.input_shape[1:]} tensors, "
+                         f"not {tuple(x.shape[1:])}")
+    backbone.trainable = False  # frozen first; fine-tuning unfreezes its last blocks
+    return backbone(x, training=False)  # batch norm keeps the statistics of the generated pages
+
+
+def backbone_layer(network):
+    """The pretrained backbone inside a ``transfer`` network, or None."""
+    return next((layer for layer in network.layers if layer.name.startswith("smartecg_")), None)
 
 
 def imagenet_weights(weights_dir: str | os.PathLike | None = None) -> Path:

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from automl.engines.backbones import BACKBONE_VIEWS, backbone_dir, find_backbone
 from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.folds import validation_split
 from automl.engines.networks import FAMILIES
-from automl.engines.optuna_space import conflicting_choices, space_choices
+from automl.engines.optuna_space import DEFAULT_BACKBONES, conflicting_choices, space_choices
 from automl.engines.runner import read_json
 from automl.engines.worker_engine import WorkerEngine, wall_clock
 
@@ -50,7 +51,9 @@ class OptunaEngine(WorkerEngine):
     searched. pruner: median, hyperband or none. storage: an Optuna storage URL (default
     :func:`default_storage`); study: its study name (default: :func:`default_study_name`). candidates:
     how many of the best trials go to the holdout. validation_share: training pages kept for
-    per-epoch validation. weights_dir: where ImageNet weights are for ``transfer``.
+    per-epoch validation. weights_dir: where pretrained backbones (``smartecg pretrain --out``) or
+    ImageNet weights are for ``transfer`` (backbones are also looked for in ``$SMARTECG_CACHE/pretrained``).
+    backbones: what ``transfer`` starts from: ``leads``, ``signals`` (SmartECG's own) and ``imagenet``.
     max_trials: stop after this many trials in this search (None: the slice decides).
     enqueue: parameter sets to try first (a known-good configuration, or a test's bad one).
     """
@@ -64,7 +67,7 @@ class OptunaEngine(WorkerEngine):
                  heights=(48, 64, 96), signal_lengths=(128, 256), min_epochs: int = 3, max_epochs: int = 15,
                  pruner: str = "median", storage: str | None = None, study: str | None = None, candidates: int = 2,
                  validation_share: float = 0.2, weights_dir: str | None = None, max_trials: int | None = None,
-                 enqueue=(), threads: int = 2) -> None:
+                 enqueue=(), threads: int = 2, backbones=DEFAULT_BACKBONES) -> None:
         unknown = sorted(set(families) - set(FAMILIES)) + sorted(set(views) - set(_VIEWS))
         if unknown or not families or not views:
             raise ValueError(f"optuna options: unknown or no families/views {unknown or ''}; families are "
@@ -73,6 +76,9 @@ class OptunaEngine(WorkerEngine):
                 or int(candidates) < 1 or min(heights) < 16:
             raise ValueError("optuna options: 1 <= min_epochs <= max_epochs, 0.05 <= validation_share <= 0.5, "
                              "candidates >= 1, heights >= 16 px")
+        if not backbones or set(backbones) - {*BACKBONE_VIEWS, "imagenet"}:
+            raise ValueError(f"optuna option backbones must be among {', '.join(BACKBONE_VIEWS)}, imagenet; "
+                             f"got {list(backbones)}")
         if pruner not in ("median", "hyperband", "none"):
             raise ValueError(f"optuna options: pruner must be median, hyperband or none, got {pruner!r}")
         self.families, self.views = list(families), list(views)
@@ -82,6 +88,7 @@ class OptunaEngine(WorkerEngine):
         self.candidates, self.validation_share = int(candidates), float(validation_share)
         self.weights_dir, self.max_trials = weights_dir, max_trials
         self.enqueue, self.threads = [dict(p) for p in enqueue], int(threads)
+        self.backbones = list(backbones)
         super().__init__()
         self._records: list[dict] = []
         self._val_idx: np.ndarray | None = None  # the validation pages (the same split in every call)
@@ -105,12 +112,13 @@ class OptunaEngine(WorkerEngine):
             "families": self.families, "views": self.views, "heights": self.heights,
             "signal_lengths": self.signal_lengths, "min_epochs": self.min_epochs, "max_epochs": self.max_epochs,
             "pruner": self.pruner, "storage": self.storage_url(), "weights_dir": self.weights_dir,
-            "max_trials": trials_left, "enqueue": self.enqueue if self._calls == 1 else [],
+            "backbones": self.backbones, "max_trials": trials_left,
             "threads": self.threads, "cache_dir": str(default_cache_dir()),
             "min_trial_seconds": MIN_TRIAL_SECONDS,
         }
         job["study_name"] = self.study_name(data.experiment)
-        _check_study(job)
+        study = _check_study(job)
+        job["enqueue"] = (self.enqueue + self._pretrained_first(study)) if self._calls == 1 else []
         job["deadline"] = wall_clock(call.deadline - load_reserve)
         trials = self._trial_tail(call, log_trial)
         run = self._run_worker(call, job, trials, call.deadline - load_reserve, stop=data.should_stop)
@@ -138,7 +146,22 @@ class OptunaEngine(WorkerEngine):
         """The study this engine adds trials to: the ``study`` option, else one named after its choices."""
         return self.study or default_study_name(experiment, {"families": self.families, "views": self.views,
                                                              "heights": self.heights,
-                                                             "signal_lengths": self.signal_lengths})
+                                                             "signal_lengths": self.signal_lengths,
+                                                             "backbones": self.backbones})
+
+    def _pretrained_first(self, study) -> list[dict]:
+        """A transfer trial from a pretrained backbone, first in a study that has none yet: on two
+        cores it is the network most likely to learn within a slice (frozen features, a small head)."""
+        if "transfer" not in self.families or (study is not None and any(
+                t.params.get("family") == "transfer" for t in study.get_trials(deepcopy=False))):
+            return []
+        for view in self.backbones:
+            if view in BACKBONE_VIEWS and find_backbone(view, self.weights_dir) is not None:
+                return [{"family": "transfer", "backbone": view, "unfreeze_blocks": 1,
+                         "epochs": max(self.min_epochs, min(self.max_epochs, 8))}]
+        log.warning("optuna: no pretrained backbone (%s) in %s: transfer trials fail until `smartecg pretrain` has "
+                    "made one", ", ".join(v for v in self.backbones if v in BACKBONE_VIEWS), backbone_dir(self.weights_dir))
+        return []
 
     def storage_url(self) -> str:
         return self.storage or default_storage()
@@ -197,15 +220,17 @@ def _stored_study(name: str, storage_url: str):
         return None
 
 
-def _check_study(job: dict) -> None:
-    """Refuse, in one line, a named study whose stored choices differ from the spec's (every trial would fail)."""
+def _check_study(job: dict):
+    """The stored study (None when new); refuses, in one line, one whose stored choices differ from the
+    spec's (every trial would fail)."""
     from automl.engines.optuna_storage import shown_storage
 
     study = _stored_study(job["study_name"], job["storage"])
     if study is None:
-        return  # a new study: the worker creates it
+        return None  # a new study: the worker creates it
     conflicts = conflicting_choices(study, job)
     if conflicts:
         raise ValueError(f"Optuna study {job['study_name']!r} in {shown_storage(job['storage'])} was searched with "
                          f"other choices ({'; '.join(conflicts)}): keep the spec's choices, or name a new study "
                          "(optuna option study)")
+    return study

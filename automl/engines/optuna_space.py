@@ -12,9 +12,10 @@ from typing import Callable
 import numpy as np
 import optuna
 
-__all__ = ["FamilyMedianPruner", "Setup", "conflicting_choices", "make_pruner", "sample_setup", "space_choices"]
+__all__ = ["DEFAULT_BACKBONES", "FamilyMedianPruner", "Setup", "conflicting_choices", "make_pruner", "sample_setup", "space_choices"]
 
 _ASPECT = 1.6  # width / height of the normalised lead area (320x512)
+DEFAULT_BACKBONES = ("leads", "signals")  # SmartECG's own, from `smartecg pretrain`; "imagenet" on request
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Setup:
     augment: Callable[[np.ndarray], np.ndarray] | None
     augment_text: str
     fine_tune_after: int | None
+    backbone: str = "imagenet"  # transfer only: "leads"/"signals" (SmartECG's pretrained) or "imagenet"
+    unfreeze_blocks: int | None = None  # transfer: the backbone's last blocks fine-tuned (None: all of it)
+    fine_tune_factor: float = 0.1  # transfer: fine-tuning's learning rate over the frozen phase's
 
     @property
     def tensor_key(self) -> tuple:
@@ -41,7 +45,13 @@ class Setup:
     @property
     def description(self) -> str:
         shape = f"{self.view} {self.size[0]}x{self.size[1]}" + ("" if self.suppress_grid else " grid kept")
-        return (f"{self.family}(width={self.width}, depth={self.depth}, dropout={self.dropout:.2f}) on {shape}; "
+        if self.family == "transfer":
+            blocks = "all" if self.unfreeze_blocks is None else self.unfreeze_blocks
+            net = (f"transfer({self.backbone} backbone, fine-tune {blocks} blocks at x{self.fine_tune_factor:.2g} lr, "
+                   f"dropout={self.dropout:.2f})")
+        else:
+            net = f"{self.family}(width={self.width}, depth={self.depth}, dropout={self.dropout:.2f})"
+        return (f"{net} on {shape}; "
                 f"lr={self.learning_rate:.2g}, batch={self.batch_size}, epochs={self.epochs}, "
                 f"class_weights={self.class_weights}, augment={self.augment_text}")
 
@@ -55,8 +65,11 @@ class Setup:
 def space_choices(job: dict) -> dict[str, list]:
     """The categorical choices that come from the spec: Optuna refuses another set of choices under
     a parameter name a study already has ("dynamic value space"), so they name the study."""
-    return {"family": list(job["families"]), "view": list(job["views"]), "height": list(job["heights"]),
-            "signal_length": list(job["signal_lengths"])}
+    choices = {"family": list(job["families"]), "view": list(job["views"]), "height": list(job["heights"]),
+               "signal_length": list(job["signal_lengths"])}
+    if "transfer" in job["families"]:
+        choices["backbone"] = list(job.get("backbones", DEFAULT_BACKBONES))
+    return choices
 
 
 def conflicting_choices(study, job: dict) -> list[str]:
@@ -73,7 +86,18 @@ def conflicting_choices(study, job: dict) -> list[str]:
 def sample_setup(trial, job: dict) -> Setup:
     """Draw one trial's set-up from the options in ``job`` (families, heights, epochs...)."""
     family = trial.suggest_categorical("family", job["families"])
-    if family == "conv1d":
+    backbone, unfreeze_blocks, fine_tune_factor = "imagenet", None, 0.1
+    if family == "transfer":
+        backbone = trial.suggest_categorical("backbone", list(job.get("backbones", DEFAULT_BACKBONES)))
+    if backbone != "imagenet":
+        from automl.engines.backbones import BACKBONE_VIEWS, find_backbone
+
+        found = find_backbone(backbone, job.get("weights_dir"))
+        # Its tensors as the backbone learnt them; a missing backbone fails when the network is built.
+        view, size, suppress_grid = backbone, tuple(found.size if found else BACKBONE_VIEWS[backbone]), True
+        unfreeze_blocks = trial.suggest_int("unfreeze_blocks", 0, found.blocks if found else 4)
+        fine_tune_factor = trial.suggest_float("fine_tune_lr_factor", 0.03, 0.3, log=True)
+    elif family == "conv1d":
         view = "signals"
         length = trial.suggest_categorical("signal_length", job["signal_lengths"])
         size, suppress_grid = (12, int(length)), True
@@ -82,17 +106,21 @@ def sample_setup(trial, job: dict) -> Setup:
         height = trial.suggest_categorical("height", job["heights"])
         size = (int(height), int(round(height * _ASPECT / 8)) * 8)
         suppress_grid = trial.suggest_categorical("suppress_grid", [True, False])
-    width = trial.suggest_categorical("width", [8, 16, 32])
-    depth = trial.suggest_int("depth", 2, 4)
+    if family == "transfer":
+        width, depth = 0, 0  # the backbone's own
+    else:
+        width = trial.suggest_categorical("width", [8, 16, 32])
+        depth = trial.suggest_int("depth", 2, 4)
     dropout = trial.suggest_float("dropout", 0.0, 0.5)
     learning_rate = trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)
     batch_size = trial.suggest_categorical("batch_size", [8, 16, 32])
     class_weights = trial.suggest_categorical("class_weights", [True, False])
     epochs = trial.suggest_int("epochs", job["min_epochs"], job["max_epochs"])
     augment, augment_text = _augmentation(trial, view)
-    fine_tune_after = max(1, epochs // 2) if family == "transfer" else None
+    # Transfer: the head learns on the frozen backbone first, then (some of) the backbone is tuned.
+    fine_tune_after = max(1, epochs // 2) if family == "transfer" and unfreeze_blocks != 0 else None
     return Setup(family, view, size, suppress_grid, width, depth, dropout, learning_rate, batch_size, class_weights,
-                 epochs, augment, augment_text, fine_tune_after)
+                 epochs, augment, augment_text, fine_tune_after, backbone, unfreeze_blocks, fine_tune_factor)
 
 
 def _augmentation(trial, view: str):

@@ -25,6 +25,10 @@ import numpy as np
 from automl.engines.runner import mark_ready, watch_parent
 from automl.engines.trialfile import append_line
 
+# Epochs without a better validation score before a trial stops: a trial that has stopped
+# learning hands its time to the next one (a slice on 2 cores holds few trials).
+PATIENCE = 3
+
 
 def main(workdir: str) -> int:
     root = Path(workdir)
@@ -118,7 +122,8 @@ class _Objective:
 
         x = self._tensors_for(setup)
         network = build_network(setup.family, x.shape[1:], len(self.job["classes"]), width=setup.width,
-                                depth=setup.depth, dropout=setup.dropout, weights_dir=self.job.get("weights_dir"))
+                                depth=setup.depth, dropout=setup.dropout, weights_dir=self.job.get("weights_dir"),
+                                backbone=setup.backbone)
 
         def on_epoch(report) -> None:
             epochs.append({"epoch": report.epoch, "loss": report.loss, "val_loss": report.val_loss,
@@ -131,7 +136,8 @@ class _Objective:
             network, x[self.train_idx], self.y[self.train_idx], x[self.val_idx], self.y[self.val_idx],
             metric=self.job["metric"], epochs=setup.epochs, batch_size=setup.batch_size,
             learning_rate=setup.learning_rate, class_weights=setup.class_weights, augment=setup.augment,
-            fine_tune_after=setup.fine_tune_after, seed=self.job["seed"] + trial.number,
+            fine_tune_after=setup.fine_tune_after, unfreeze=_unfreezer(setup), fine_tune_factor=setup.fine_tune_factor,
+            patience=PATIENCE, seed=self.job["seed"] + trial.number,
             deadline=self.job["deadline"] - 2.0, on_epoch=on_epoch,
         )
         if result.best_epoch < 0:
@@ -147,6 +153,7 @@ class _Objective:
         _write_atomic(path, pickle.dumps(model))
         record["model"] = str(path)
         record["extra"]["stopped_early"] = result.stopped_by_deadline
+        record["extra"]["stopped_by_patience"] = result.stopped_early
         return result.best_score
 
     def _tensors_for(self, setup) -> np.ndarray:
@@ -156,6 +163,16 @@ class _Objective:
             transformer = setup.features(self.job.get("cache_dir")).set_params(n_jobs=self.job.get("threads", 2))
             self._tensors[key] = transformer.transform(self.paths)
         return self._tensors[key]
+
+
+def _unfreezer(setup):
+    """What fine-tuning unfreezes: the last ``unfreeze_blocks`` blocks of SmartECG's backbone (None: all)."""
+    if setup.unfreeze_blocks is None:
+        return None
+    from automl.engines.backbones import unfreeze_last_blocks
+    from automl.engines.networks import backbone_layer
+
+    return lambda network: unfreeze_last_blocks(backbone_layer(network), setup.unfreeze_blocks)
 
 
 def _npz(**arrays) -> bytes:

@@ -1,0 +1,126 @@
+"""SmartECG's own pretrained backbones: built, saved with their recipe, found, loaded, unfrozen by block.
+
+A backbone maps one view of a page (:class:`features.tensors.PageTensors`: the layout-proof
+lead mosaic, or the 12 lead signals) to an embedding. ``smartecg pretrain`` (:mod:`automl.pretrain`)
+trains one per view on generated pages and saves it as ``<dir>/<view>/backbone.keras`` beside
+``recipe.json`` (view, size, architecture, generator settings, seed, steps, validation figures).
+``<dir>`` is ``--weights-dir`` where given, else ``$SMARTECG_CACHE/pretrained``: where the
+``transfer`` family and the ``embed`` feature set look. Nothing is ever downloaded.
+
+Layers are named ``block<i>_...`` so that fine-tuning can unfreeze the last blocks only.
+"""
+from __future__ import annotations
+
+import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BACKBONE_VIEWS", "Backbone", "BackboneUnavailable", "backbone_dir", "build_backbone", "find_backbone",
+           "load_backbone", "save_backbone", "unfreeze_last_blocks"]
+
+# The view each backbone reads and its tensor size (height, width); for signals only the width counts.
+BACKBONE_VIEWS = {"leads": (64, 96), "signals": (12, 256)}
+MODEL_FILE, RECIPE_FILE = "backbone.keras", "recipe.json"
+
+
+class BackboneUnavailable(RuntimeError):
+    """A pretrained backbone was asked for and is not on this machine."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    view: str
+    folder: Path
+    recipe: dict
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.recipe["size"])
+
+    @property
+    def blocks(self) -> int:
+        return int(self.recipe["depth"])
+
+
+def backbone_dir(weights_dir: str | os.PathLike | None = None) -> Path:
+    """Where backbones are saved and looked for: ``weights_dir``, else ``$SMARTECG_CACHE/pretrained``."""
+    from features.cache import cache_root
+
+    return Path(weights_dir) if weights_dir else cache_root() / "pretrained"
+
+
+def find_backbone(view: str, weights_dir: str | os.PathLike | None = None) -> Backbone | None:
+    """The saved backbone for ``view``, or None. With ``weights_dir``, there first, then in the cache."""
+    places = [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else [])
+    for place in places:
+        folder = place / view
+        try:
+            recipe = json.loads((folder / RECIPE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if (folder / MODEL_FILE).is_file() and recipe.get("view") == view:
+            return Backbone(view, folder, recipe)
+    return None
+
+
+def load_backbone(view: str, weights_dir: str | os.PathLike | None = None):
+    """(Keras model, :class:`Backbone`) for ``view``; :class:`BackboneUnavailable` in one line when absent."""
+    import keras
+
+    found = find_backbone(view, weights_dir)
+    if found is None:
+        where = " or ".join(str(p / view) for p in [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else []))
+        raise BackboneUnavailable(f"no pretrained {view} backbone in {where}: run `smartecg pretrain` once (it "
+                                  "trains on generated pages, no download), or pass --weights-dir DIR")
+    return keras.models.load_model(found.folder / MODEL_FILE, compile=False), found
+
+
+def save_backbone(model, recipe: dict, folder: Path) -> Path:
+    """Write ``model`` and ``recipe`` into ``folder`` whole: a crash mid-save leaves the previous backbone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / (MODEL_FILE + ".part.keras")  # Keras insists on the suffix
+    model.save(part)
+    recipe_part = folder / (RECIPE_FILE + ".part")
+    recipe_part.write_text(json.dumps(recipe, indent=2, default=float))
+    os.replace(part, folder / MODEL_FILE)
+    os.replace(recipe_part, folder / RECIPE_FILE)
+    return folder
+
+
+def build_backbone(view: str, input_shape: tuple[int, ...], *, width: int = 16, depth: int = 4):
+    """An untrained backbone for ``view``: residual blocks (2-D for the mosaic, 1-D for signals)
+    ending in global average pooling; ``block<i>_`` names its layers."""
+    import keras
+    from keras import layers
+
+    two_d = view != "signals"
+    conv = layers.Conv2D if two_d else layers.Conv1D
+    kernel = 3 if two_d else 7
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for block in range(depth):
+        filters, name = width * 2 ** min(block, 3), f"block{block}"
+        shortcut = x
+        y = conv(filters, kernel, strides=1 if block == 0 else 2, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+        y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+        y = layers.ReLU(name=f"{name}_relu1")(y)
+        y = conv(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+        y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+        shortcut = conv(filters, 1, strides=1 if block == 0 else 2, use_bias=False, name=f"{name}_project")(shortcut)
+        x = layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+    pool = layers.GlobalAveragePooling2D if two_d else layers.GlobalAveragePooling1D
+    return keras.Model(inputs, pool(name="embedding")(x), name=f"smartecg_{view}_backbone")
+
+
+def unfreeze_last_blocks(backbone, blocks: int) -> None:
+    """Make the last ``blocks`` blocks trainable and the rest frozen (batch norm stays in inference mode
+    either way: the transfer network calls the backbone with ``training=False``)."""
+    depth = 1 + max((int(layer.name[5:].split("_")[0]) for layer in backbone.layers if layer.name.startswith("block")),
+                    default=-1)
+    backbone.trainable = True
+    for layer in backbone.layers:
+        if layer.name.startswith("block"):
+            layer.trainable = int(layer.name[5:].split("_")[0]) >= depth - blocks
