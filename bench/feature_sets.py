@@ -38,7 +38,9 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from features.dataset import scan  # noqa: E402
-from features.handcrafted import FEATURE_SETS, PageFeatures  # noqa: E402
+from features.embed import Embedding, cached_backbone_file  # noqa: E402
+from features.handcrafted import FEATURE_SETS, FeatureSet, PageFeatures  # noqa: E402
+from features.pretrained import BackboneUnavailable  # noqa: E402
 from features.extract import read_page  # noqa: E402
 from features.imageio import read_file  # noqa: E402
 from features.pages import DEFAULT_SIZE  # noqa: E402
@@ -46,15 +48,31 @@ from features.source_traces import SOURCE_RESOLUTION  # noqa: E402
 from features.synthetic import LayoutMix, generate_dataset  # noqa: E402
 
 
+def bench_sets() -> dict[str, FeatureSet]:
+    """Every registered set as the transformer computes it: ``embed`` with the pretrained backbone
+    in the cache, or left out (with a line) where none has been made."""
+    sets = dict(FEATURE_SETS)
+    try:
+        embedding = Embedding(cached_backbone_file())
+        sets["embed"] = FeatureSet(embedding.version, embedding)
+    except BackboneUnavailable as exc:
+        del sets["embed"]
+        print(f"embed left out: {exc}", flush=True)
+    return sets
+
+
+SETS = bench_sets()
+
+
 def page_features(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Every set's vector for one page, and the seconds each step took."""
     pages, seconds = {}, {}
-    for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
+    for size in sorted({spec.size or DEFAULT_SIZE for spec in SETS.values()}):
         start = time.perf_counter()
         pages[size] = read_page(read_file(path), size)  # normalised, or read at the source's resolution
         seconds[normalise_step(size)] = time.perf_counter() - start
     vectors = {}
-    for name, spec in FEATURE_SETS.items():
+    for name, spec in SETS.items():
         fresh = copy.copy(pages[spec.size or DEFAULT_SIZE])  # hog_leads and lbp must each pay for their tiles
         start = time.perf_counter()
         vectors[name] = spec.function(fresh)
@@ -72,7 +90,7 @@ def extract(root: Path, jobs: int) -> tuple[dict[str, np.ndarray], np.ndarray, d
     """Per set an (n, d) matrix, the labels, and mean ms/page per step."""
     frame = scan(root, progress=False).frame
     results = Parallel(n_jobs=jobs)(delayed(page_features)(Path(p)) for p in frame["path"])
-    matrices = {name: np.stack([vectors[name] for vectors, _ in results]) for name in FEATURE_SETS}
+    matrices = {name: np.stack([vectors[name] for vectors, _ in results]) for name in SETS}
     ms = {step: 1000 * float(np.mean([seconds[step] for _, seconds in results])) for step in results[0][1]}
     return matrices, frame["label"].to_numpy(), ms
 
@@ -93,7 +111,8 @@ COMBINATIONS = (("signals", "trace"), ("source_signals", "trace"), ("signals", "
                 ("source_signals", "trace", "rhythm"),
                 ("signals", "source_signals", "trace", "rhythm"), ("source_signals", "rhythm"),
                 ("source_signals", "median_beat"), ("source_signals", "trace", "median_beat"),
-                ("source_signals", "trace", "rhythm", "median_beat"))
+                ("source_signals", "trace", "rhythm", "median_beat"),
+                ("embed", "trace"), ("signals", "trace", "embed"), ("source_signals", "trace", "embed"))
 
 
 def real_pages(train: Path, test: Path, jobs: int, cache: Path | None, sets: tuple[str, ...]) -> None:
@@ -166,17 +185,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train {len(y_train)} pages (seed 1), test {len(y_test)} pages (seed 2); "
           f"chance accuracy {1 / len(set(y_train)):.2f}")
     print(f"{'feature set':<14} {'dims':>6} {'accuracy':>9} {'macro-F1':>9} {'ms/page':>8}")
-    for name in FEATURE_SETS:
+    for name in SETS:
         accuracy, f1 = score(train[name], y_train, test[name], y_test)
         print(f"{name:<14} {train[name].shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {ms[name]:>8.2f}")
     for label, names in (("default", PageFeatures().sets), ("combined", ("trace", "signals")),
-                         ("all sets", tuple(FEATURE_SETS))):
+                         ("all sets", tuple(SETS))):
         accuracy, f1 = score(combined(train, names), y_train, combined(test, names), y_test)
         total = sum(ms[name] for name in names)
         spelled = "" if label == "all sets" else f"  ({' + '.join(names)})"
         print(f"{label:<14} {combined(train, names).shape[1]:>6} {accuracy:>9.3f} {f1:>9.3f} {total:>8.2f}{spelled}")
-    for size in sorted({spec.size or DEFAULT_SIZE for spec in FEATURE_SETS.values()}):
-        users = [name for name, spec in FEATURE_SETS.items() if (spec.size or DEFAULT_SIZE) == size]
+    for size in sorted({spec.size or DEFAULT_SIZE for spec in SETS.values()}):
+        users = [name for name, spec in SETS.items() if (spec.size or DEFAULT_SIZE) == size]
         print(f"{'(' + normalise_step(size) + ')':<40} {ms[normalise_step(size)]:>8.2f}  shared by {', '.join(users)}")
 
 

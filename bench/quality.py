@@ -2,6 +2,7 @@
 
     python bench/quality.py [--data DIR] [--test DIR] [--budget 20m] [--experiment default]
                             [--arms smartecg,engines,defaults,tpot,autokeras] [--seeds N] [--first-seed S] [--out FILE]
+                            [--only-engines optuna,autokeras] [--weights-dir DIR]
 
 Trains on ``--data`` (default ``../shared/data/ecg-real-train`` when it exists) and scores every
 arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). The arms:
@@ -10,7 +11,10 @@ arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). Th
   champion answers the test pages (``smartecg predict --json``). ``--seeds N`` repeats it
   (seeds 0..N-1, or from ``--first-seed S``).
 * ``engines``: the same search with each of the spec's engines alone (``--engines NAME``), same
-  budget: ``engine:portfolio``, ``engine:tpot``, ``engine:optuna``, ``engine:autokeras``.
+  budget: ``engine:portfolio``, ``engine:tpot``, ``engine:optuna``, ``engine:autokeras``
+  (``--only-engines`` picks some). Every arm starts with an empty cache, so the deep engines
+  learn from scratch; with ``--weights-dir DIR`` (backbones from ``smartecg pretrain --out DIR``)
+  the deep engines run a second time from those backbones: ``engine:optuna+pretrained``...
 * ``defaults``: scikit-learn's HistGradientBoosting, logistic regression (scaled), random forest
   and RBF SVC (scaled), default settings, on the spec's feature sets of the lead area: what a user
   would try by hand.
@@ -49,18 +53,20 @@ from _search import smartecg_command, timed_search  # noqa: E402
 from automl.budget import parse_duration  # noqa: E402
 
 ARMS = ("smartecg", "engines", "defaults", "tpot", "autokeras")
+DEEP_ENGINES = ("optuna", "autokeras")  # the engines a pretrained backbone can start
 _PLAIN_SHAPE = (128, 192)
 _SHARED = REPO_ROOT.parent / "shared" / "data"
 
 
 def run_smartecg(data: Path, test_paths: list[str], budget: float, experiment: str, work: Path, *,
-                 engines: str | None = None, seed: int = 0) -> dict:
+                 engines: str | None = None, seed: int = 0, weights_dir: Path | None = None) -> dict:
     """A search (of ``engines`` alone when given) and its champion's answers on the test pages."""
     from automl.experiment import load_spec
 
     env = {**os.environ, "SMARTECG_CACHE": str(work / "cache"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlruns' / 'mlflow.db'}"}
     extra = (["--engines", engines] if engines else []) + ["--seed", str(seed)]
+    extra += ["--weights-dir", str(weights_dir)] if weights_dir else []
     wall, search = timed_search(data, budget, experiment, env, work, extra=extra)
     if search.returncode != 0:
         return {"error": f"search exited {search.returncode}: {search.stdout[-2000:]}{search.stderr[-2000:]}",
@@ -314,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="how many times the smartecg arm runs (seeds 0..N-1)")
     parser.add_argument("--first-seed", type=int, default=0, help="start the smartecg arm's seeds here (seeds S..S+N-1)")
     parser.add_argument("--out", type=Path, default=None, help="write the results here as JSON")
+    parser.add_argument("--only-engines", default=None, help="the engines arm runs only these (comma-separated)")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="pretrained backbones (smartecg pretrain --out DIR): the deep engines also run from them")
     args = parser.parse_args(argv)
     if args.data is None or args.test is None:
         parser.error("give --data and --test (the shared real pages are not beside this checkout)")
@@ -346,10 +355,17 @@ def main(argv: list[str] | None = None) -> int:
                     name = "smartecg" if (args.seeds, seed) == (1, 0) else f"smartecg:seed{seed}"
                     results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name), seed=seed)
             elif arm == "engines":
+                only = set(args.only_engines.split(",")) if args.only_engines else None
                 for engine in load_spec(args.experiment).engines:
+                    if only is not None and engine.name not in only:
+                        continue
                     name = f"engine:{engine.name}"
                     results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name),
                                                  engines=engine.name)
+                    if args.weights_dir and engine.name in DEEP_ENGINES:
+                        name += "+pretrained"
+                        results[name] = run_smartecg(data, test_paths, budget, args.experiment, work(name),
+                                                     engines=engine.name, weights_dir=args.weights_dir.resolve())
             elif arm == "defaults":
                 results.update(run_defaults(data, test_paths, args.experiment, work("defaults")))
             elif arm == "tpot":

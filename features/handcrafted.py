@@ -23,6 +23,8 @@ changes, because cached rows are keyed by it.
   segment) read at the source's resolution (:mod:`features.median_beat`).
 * ``rhythm``: rate, RR variation, RMSSD, pNN50, premature beats and the longest pause over the
   10 s rhythm strip read at the source's resolution (:mod:`features.rhythm`).
+* ``embed``: the pretrained lead-mosaic backbone's embedding (:mod:`features.embed`); needs
+  ``smartecg pretrain`` once, and the transformer then carries that backbone.
 
 A set may declare the page size it reads (``FeatureSet.size``); the others read the page at
 the transformer's working size. Sets of size :data:`~features.source_traces.SOURCE_RESOLUTION`
@@ -42,6 +44,7 @@ from skimage.feature import local_binary_pattern
 from skimage.transform import resize
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from features.embed import Embedding, cached_backbone_file
 from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
 from features.measures import measure_names, measures_of, signal_measures
@@ -266,6 +269,8 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     "source_signals": FeatureSet(1, _OfSignals(measures_of), SOURCE_RESOLUTION),
     "rhythm": FeatureSet(1, _OfSignals(rhythm_measures), SOURCE_RESOLUTION),
     "median_beat": FeatureSet(1, _OfSignals(median_beats), SOURCE_RESOLUTION),
+    # Its function is the transformer's (PageFeatures holds the backbone): see _embed_unbound.
+    "embed": FeatureSet(0, lambda page: _embed_unbound()),
 }
 
 _NAMED_COLUMNS = {
@@ -285,6 +290,15 @@ def blank_page(size: tuple[int, int] = DEFAULT_SIZE, layout: str = "3x4", rhythm
     return NormalisedPage(image=np.ones(size, dtype=np.float32), lead_boxes=boxes, source_boxes=boxes,
                           layout=layout, rhythm=rhythm, method="blank", skew_deg=0.0,
                           source_size=(size[1], size[0]))
+
+
+def _embed_unbound():
+    raise RuntimeError("the embed set is computed through PageFeatures, which holds the pretrained backbone")
+
+
+def set_length(name: str, spec: FeatureSet) -> int:
+    """Length of the vector of set ``name`` as ``spec`` computes it (``embed``: its backbone's width)."""
+    return len(spec.function) if isinstance(spec.function, Embedding) else feature_length(name)
 
 
 @lru_cache(maxsize=None)
@@ -328,6 +342,10 @@ class PageFeatures(TransformerMixin, BaseEstimator):
         to its size bound is left to the caller (``FeatureCache.prune``).
     progress : bool or None, default=None
         Show a progress bar; None shows it on a terminal for 50 inputs or more.
+    backbone : bytes or None, default=None
+        The pretrained lead-mosaic backbone's file, for the ``embed`` set. None: taken from
+        ``$SMARTECG_CACHE/pretrained`` the first time ``embed`` is computed, and kept here, so a
+        model that uses the set carries its backbone wherever it is loaded.
 
     ``fit`` learns nothing. ``transform`` takes a sequence of paths, raw bytes or image arrays
     and returns float32 of shape (n_images, n_features). An unreadable image (missing, corrupt,
@@ -335,12 +353,13 @@ class PageFeatures(TransformerMixin, BaseEstimator):
     silently, so whoever calls decides whether to drop the file or stop.
     """
 
-    def __init__(self, sets=("trace",), size=DEFAULT_SIZE, n_jobs=1, cache_dir=None, progress=None):
+    def __init__(self, sets=("trace",), size=DEFAULT_SIZE, n_jobs=1, cache_dir=None, progress=None, backbone=None):
         self.sets = sets
         self.size = size
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
         self.progress = progress
+        self.backbone = backbone
 
     def fit(self, X, y=None):
         """Check the parameters (so a bad configuration fails before any page is read)."""
@@ -350,7 +369,7 @@ class PageFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         sets = self._chosen_sets()
         return extract_features(
-            as_sources(X), sets, size=self._size(), lengths={name: feature_length(name) for name in sets},
+            as_sources(X), sets, size=self._size(), lengths={name: set_length(name, spec) for name, spec in sets.items()},
             cache_dir=self.cache_dir, n_jobs=self.n_jobs, progress=self.progress,
         )
 
@@ -361,10 +380,14 @@ class PageFeatures(TransformerMixin, BaseEstimator):
     def transform_normalised(self, pages) -> np.ndarray:
         """Rows of pages from :meth:`normalise`, perhaps changed since (explanations blank leads)."""
         sets = self._chosen_sets()
-        return rows_from_pages(pages, sets, size=self._size(), lengths={name: feature_length(name) for name in sets})
+        return rows_from_pages(pages, sets, size=self._size(),
+                               lengths={name: set_length(name, spec) for name, spec in sets.items()})
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return np.asarray([column for name in self._chosen_sets() for column in feature_names(name)], dtype=object)
+        columns = [column for name, spec in self._chosen_sets().items()
+                   for column in (feature_names(name) if name != "embed" else
+                                  tuple(f"embed_{i:04d}" for i in range(set_length(name, spec))))]
+        return np.asarray(columns, dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -379,7 +402,15 @@ class PageFeatures(TransformerMixin, BaseEstimator):
             raise ValueError(f"unknown or no feature sets {unknown or names}; choose from {sorted(FEATURE_SETS)}")
         if len(set(names)) != len(names):
             raise ValueError(f"feature set listed twice in {names}")
-        return {name: FEATURE_SETS[name] for name in names}
+        return {name: FEATURE_SETS[name] if name != "embed" else self._embed_set() for name in names}
+
+    def _embed_set(self) -> FeatureSet:
+        if self.backbone is None:
+            # Kept as a parameter, not learnt: the transformer needs no fit, and its copies
+            # (clone, pickle, the registered model) must embed with this very backbone.
+            self.backbone = cached_backbone_file()
+        embedding = Embedding(self.backbone)
+        return FeatureSet(embedding.version, embedding)
 
     def _size(self) -> tuple[int, int]:
         height, width = (int(v) for v in self.size)

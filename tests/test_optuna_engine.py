@@ -85,18 +85,22 @@ def test_a_bad_trial_is_pruned_and_a_second_search_resumes_the_study(pages, tmp_
     assert len(optuna_trials(storage, "s")) == 4
 
 
-def test_missing_imagenet_weights_fail_one_trial_in_one_line_and_the_search_goes_on(pages, tmp_path):
+def test_missing_pretrained_weights_fail_one_trial_in_one_line_and_the_search_goes_on(pages, tmp_path):
     logged = []
-    transfer = {"family": "transfer", "view": "leads", "height": 32, "suppress_grid": True, "width": 8, "depth": 2,
+    imagenet = {"family": "transfer", "backbone": "imagenet", "view": "leads", "height": 32, "suppress_grid": True,
                 "dropout": 0.1, "learning_rate": 1e-3, "batch_size": 8, "class_weights": True, "epochs": 1,
                 "augment": False}
+    own = {**imagenet, "backbone": "leads", "unfreeze_blocks": 1, "fine_tune_lr_factor": 0.1}
     engine = OptunaEngine(families=("transfer", "conv1d"), heights=(32,), min_epochs=1, max_epochs=1,
-                          storage=f"sqlite:///{tmp_path / 'optuna.db'}", study="w", max_trials=2,
-                          enqueue=[transfer, {**GOOD, "epochs": 1}], weights_dir=str(tmp_path / "no-weights"))
+                          storage=f"sqlite:///{tmp_path / 'optuna.db'}", study="w", max_trials=3,
+                          backbones=("leads", "imagenet"), enqueue=[own, imagenet, {**GOOD, "epochs": 1}],
+                          weights_dir=str(tmp_path / "no-weights"))
     engine.search(training_data(pages, tmp_path / "w"), 180, lambda t: logged.append(t) or None)
-    assert [t.status for t in logged] == ["failed", "ok"]
-    assert logged[0].error.startswith("WeightsUnavailable: ImageNet weights efficientnetb0_notop.h5 not found")
-    assert "\n" not in logged[0].error and "--weights-dir" in logged[0].error
+    assert [t.status for t in logged] == ["failed", "failed", "ok"]
+    assert logged[0].error.startswith("WeightsUnavailable: no pretrained leads backbone in")
+    assert "smartecg pretrain" in logged[0].error
+    assert logged[1].error.startswith("WeightsUnavailable: ImageNet weights efficientnetb0_notop.h5 not found")
+    assert all("\n" not in t.error and "--weights-dir" in t.error for t in logged[:2])
 
 
 def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):

@@ -1,13 +1,10 @@
-"""SmartECG's own pretrained backbones: built, saved with their recipe, found, loaded, unfrozen by block.
+"""SmartECG's own pretrained backbones: built, saved with their recipe, unfrozen by block.
 
 A backbone maps one view of a page (:class:`features.tensors.PageTensors`: the layout-proof
-lead mosaic, or the 12 lead signals) to an embedding. ``smartecg pretrain`` (:mod:`automl.pretrain`)
-trains one per view on generated pages and saves it as ``<dir>/<view>/backbone.keras`` beside
-``recipe.json`` (view, size, architecture, generator settings, seed, steps, validation figures).
-``<dir>`` is ``--weights-dir`` where given, else ``$SMARTECG_CACHE/pretrained``: where the
-``transfer`` family and the ``embed`` feature set look. Nothing is ever downloaded.
-
-Layers are named ``block<i>_...`` so that fine-tuning can unfreeze the last blocks only.
+lead mosaic, or the 12 lead signals) to an embedding; ``smartecg pretrain`` trains one per view
+on generated pages. Where they are kept and how they are found and loaded is
+:mod:`features.pretrained` (re-exported here). Layers are named ``block<i>_...`` so that
+fine-tuning can unfreeze the last blocks only.
 """
 from __future__ import annotations
 
@@ -15,67 +12,13 @@ import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from features.pretrained import (BACKBONE_VIEWS, MODEL_FILE, RECIPE_FILE, Backbone, BackboneUnavailable,
+                                 backbone_dir, find_backbone, load_backbone)
 
 __all__ = ["BACKBONE_VIEWS", "Backbone", "BackboneUnavailable", "backbone_dir", "build_backbone", "find_backbone",
            "load_backbone", "save_backbone", "unfreeze_last_blocks"]
-
-# The view each backbone reads and its tensor size (height, width); for signals only the width counts.
-BACKBONE_VIEWS = {"leads": (64, 96), "signals": (12, 256)}
-MODEL_FILE, RECIPE_FILE = "backbone.keras", "recipe.json"
-
-
-class BackboneUnavailable(RuntimeError):
-    """A pretrained backbone was asked for and is not on this machine."""
-
-
-@dataclass(frozen=True)
-class Backbone:
-    view: str
-    folder: Path
-    recipe: dict
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.recipe["size"])
-
-    @property
-    def blocks(self) -> int:
-        return int(self.recipe["depth"])
-
-
-def backbone_dir(weights_dir: str | os.PathLike | None = None) -> Path:
-    """Where backbones are saved and looked for: ``weights_dir``, else ``$SMARTECG_CACHE/pretrained``."""
-    from features.cache import cache_root
-
-    return Path(weights_dir) if weights_dir else cache_root() / "pretrained"
-
-
-def find_backbone(view: str, weights_dir: str | os.PathLike | None = None) -> Backbone | None:
-    """The saved backbone for ``view``, or None. With ``weights_dir``, there first, then in the cache."""
-    places = [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else [])
-    for place in places:
-        folder = place / view
-        try:
-            recipe = json.loads((folder / RECIPE_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if (folder / MODEL_FILE).is_file() and recipe.get("view") == view:
-            return Backbone(view, folder, recipe)
-    return None
-
-
-def load_backbone(view: str, weights_dir: str | os.PathLike | None = None):
-    """(Keras model, :class:`Backbone`) for ``view``; :class:`BackboneUnavailable` in one line when absent."""
-    import keras
-
-    found = find_backbone(view, weights_dir)
-    if found is None:
-        where = " or ".join(str(p / view) for p in [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else []))
-        raise BackboneUnavailable(f"no pretrained {view} backbone in {where}: run `smartecg pretrain` once (it "
-                                  "trains on generated pages, no download), or pass --weights-dir DIR")
-    return keras.models.load_model(found.folder / MODEL_FILE, compile=False), found
 
 
 def save_backbone(model, recipe: dict, folder: Path) -> Path:
