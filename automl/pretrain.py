@@ -127,6 +127,8 @@ def _generate(seeds, views, until: float, what: str, progress, require_all: bool
             chunk = parallel(delayed(_page_tensors)(s, views) for s in seeds[start:start + 8 * jobs])
             made.extend(chunk)
             bar.update(len(chunk))
+    if not made:  # the time for making pages was gone before the first batch
+        return {view: np.empty((0,), dtype=np.float32) for view in views}, {"class": np.empty((0,), dtype=np.int64)}
     x = {view: np.stack([m[0][view] for m in made]).astype(np.float32) for view in views}
     targets = {name: np.stack([m[1][name] for m in made]) for name in made[0][1]}
     return x, targets
