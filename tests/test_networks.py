@@ -64,3 +64,19 @@ def _save_legacy_h5(model, path) -> None:
 
     with h5py.File(path, "w") as handle:
         save_weights_to_hdf5_group(handle, model)
+
+
+@pytest.mark.parametrize("fine_tune_after, epochs_run", [(None, 3), (4, 6)])
+def test_training_stops_after_patience_epochs_without_a_better_score(fine_tune_after, epochs_run):
+    """A network that cannot improve (all frozen) stops ``patience`` epochs after its best;
+    epochs before fine-tuning begins do not count against it."""
+    from automl.engines.deep_training import train_network
+    from automl.engines.networks import build_network
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 64, 12)).astype(np.float32), np.repeat(np.arange(5), 4)
+    network = build_network("conv1d", (64, 12), 5, width=4, depth=1)
+    network.trainable = False  # nothing moves, batch norm included: every epoch scores the same
+    result = train_network(network, x, y, x, y, metric="macro_f1", epochs=10, fine_tune_after=fine_tune_after,
+                           unfreeze=lambda net: None, patience=2)
+    assert result.stopped_early and len(result.epochs) == epochs_run and result.best_epoch == 0
