@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["BACKBONE_VIEWS", "MODEL_FILE", "RECIPE_FILE", "Backbone", "BackboneUnavailable", "backbone_dir",
-           "find_backbone", "load_backbone"]
+           "find_backbone", "load_backbone", "require_backbone"]
 
 # The view each backbone reads and its tensor size (height, width); for signals only the width counts.
 BACKBONE_VIEWS = {"leads": (64, 96), "signals": (12, 256)}
@@ -61,14 +61,20 @@ def find_backbone(view: str, weights_dir: str | os.PathLike | None = None) -> Ba
     return None
 
 
-def load_backbone(view: str, weights_dir: str | os.PathLike | None = None):
-    """(Keras model, :class:`Backbone`) for ``view``; :class:`BackboneUnavailable` in one line when absent."""
-    import features.tf_env  # noqa: F401  (before Keras loads TensorFlow)
-    import keras
-
+def require_backbone(view: str, weights_dir: str | os.PathLike | None = None) -> Backbone:
+    """The saved backbone for ``view``; :class:`BackboneUnavailable` in one line when absent."""
     found = find_backbone(view, weights_dir)
     if found is None:
         where = " or ".join(str(p / view) for p in [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else []))
         raise BackboneUnavailable(f"no pretrained {view} backbone in {where}: run `smartecg pretrain` once (it "
                                   "trains on generated pages, no download), or pass --weights-dir DIR")
+    return found
+
+
+def load_backbone(view: str, weights_dir: str | os.PathLike | None = None):
+    """(Keras model, :class:`Backbone`) for ``view``; :class:`BackboneUnavailable` in one line when absent."""
+    import features.tf_env  # noqa: F401  (before Keras loads TensorFlow)
+    import keras
+
+    found = require_backbone(view, weights_dir)
     return keras.models.load_model(found.folder / MODEL_FILE, compile=False), found

@@ -20,7 +20,8 @@ import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 import os
 from pathlib import Path
 
-__all__ = ["FAMILIES", "IMAGE_FAMILIES", "WeightsUnavailable", "backbone_layer", "build_network", "imagenet_weights"]
+__all__ = ["FAMILIES", "IMAGE_FAMILIES", "WeightsUnavailable", "backbone_layer", "build_network", "imagenet_weights",
+           "require_weights"]
 
 IMAGE_FAMILIES = ("cnn", "resnet", "vgg", "efficientnet", "transfer")
 FAMILIES = (*IMAGE_FAMILIES, "conv1d")
@@ -146,6 +147,20 @@ def _pretrained_body(x, view: str, weights_dir):
                          f"not {tuple(x.shape[1:])}")
     backbone.trainable = False  # frozen first; fine-tuning unfreezes its last blocks
     return backbone(x, training=False)  # batch norm keeps the statistics of the generated pages
+
+
+def require_weights(backbone: str, weights_dir=None) -> None:
+    """Raise :class:`WeightsUnavailable` (one line) unless ``transfer`` from ``backbone`` can be built
+    here: checked before a trial makes its tensors."""
+    from features.pretrained import BackboneUnavailable, require_backbone
+
+    if backbone == "imagenet":
+        imagenet_weights(weights_dir)  # raises WeightsUnavailable itself
+        return
+    try:
+        require_backbone(backbone, weights_dir)
+    except BackboneUnavailable as exc:
+        raise WeightsUnavailable(str(exc)) from None
 
 
 def backbone_layer(network):

@@ -117,9 +117,11 @@ class _Objective:
 
         from automl.engines.deep_training import train_network
         from automl.engines.keras_model import KerasClassifier
-        from automl.engines.networks import build_network
+        from automl.engines.networks import build_network, require_weights
         from automl.model import ECGModel
 
+        if setup.family == "transfer":
+            require_weights(setup.backbone, self.job.get("weights_dir"))  # before any tensor is made
         x = self._tensors_for(setup)
         network = build_network(setup.family, x.shape[1:], len(self.job["classes"]), width=setup.width,
                                 depth=setup.depth, dropout=setup.dropout, weights_dir=self.job.get("weights_dir"),
