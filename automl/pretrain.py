@@ -122,13 +122,11 @@ def _generate(seeds, views, until: float, what: str, progress, require_all: bool
     with Parallel(n_jobs=jobs) as parallel, tqdm(total=len(seeds), desc=what, unit="page", leave=False,
                                                  disable=None if progress is None else not progress) as bar:
         for start in range(0, len(seeds), 8 * jobs):
-            if time.monotonic() >= until and not require_all:
-                break
+            if time.monotonic() >= until and made and not require_all:
+                break  # (one batch at least: a model needs pages, even on a budget cut very short)
             chunk = parallel(delayed(_page_tensors)(s, views) for s in seeds[start:start + 8 * jobs])
             made.extend(chunk)
             bar.update(len(chunk))
-    if not made:  # the time for making pages was gone before the first batch
-        return {view: np.empty((0,), dtype=np.float32) for view in views}, {"class": np.empty((0,), dtype=np.int64)}
     x = {view: np.stack([m[0][view] for m in made]).astype(np.float32) for view in views}
     targets = {name: np.stack([m[1][name] for m in made]) for name in made[0][1]}
     return x, targets
@@ -189,9 +187,10 @@ def _train_view(view: str, x: np.ndarray, targets: dict, x_val: np.ndarray, t_va
     model = _multitask(backbone)
     y = {name: targets[name] for name in targets}
     best, best_weights, history, epoch_seconds = -np.inf, None, [], 0.0
+    best_figures: dict = {}
     bar = tqdm(desc=f"pretrain {view}", unit="epoch", leave=False, disable=None if progress is None else not progress)
     epoch = 0
-    while time.monotonic() + 1.2 * epoch_seconds < deadline:
+    while epoch == 0 or time.monotonic() + 1.2 * epoch_seconds < deadline:  # one epoch at least
         began = time.monotonic()
         fit = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
         figures = _validation_figures(model, x_val, t_val)
@@ -203,9 +202,6 @@ def _train_view(view: str, x: np.ndarray, targets: dict, x_val: np.ndarray, t_va
         bar.set_postfix(score=f"{_score(figures):.3f}", best=f"{best:.3f}")
         epoch += 1
     bar.close()
-    if best_weights is None:
-        raise RuntimeError(f"no epoch of the {view} backbone fitted in its share of the budget: give pretrain a longer "
-                           "--budget or fewer --pages")
     backbone.set_weights(best_weights)
     recipe = {"view": view, "width": width, "depth": depth, "batch_size": batch_size, "optimizer": "adam 1e-3",
               "epochs": epoch, "steps": epoch * int(np.ceil(len(x) / batch_size)),
