@@ -89,7 +89,8 @@ def pretrain(budget_seconds: float, *, pages: int = 3000, out: str | Path | None
 def _generator_recipe() -> dict:
     from features import synthetic_tasks
 
-    return {"module": "features.synthetic_tasks.training_page", "six_by_two": 0.4, "gridless": 0.4,
+    return {"module": "features.synthetic_tasks.training_page", "six_by_two": synthetic_tasks.SIX_BY_TWO_SHARE,
+            "gridless": synthetic_tasks.GRIDLESS_SHARE,
             "scan": "each page's own draw (features.synthetic: rotation, size, blur, noise, JPEG)",
             "tasks": [{"name": t.name, "kind": t.kind, "labels": list(t.labels), "unit": t.unit}
                       for t in synthetic_tasks.TASKS]}

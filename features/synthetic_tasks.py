@@ -21,9 +21,10 @@ import numpy as np
 
 from features.synthetic import CLASSES, LAYOUTS, TERRITORIES, make_page
 
-__all__ = ["RHYTHMS", "TASKS", "TERRITORY_NAMES", "Task", "page_targets", "training_page"]
+__all__ = ["GRIDLESS_SHARE", "RHYTHMS", "SIX_BY_TWO_SHARE", "TASKS", "TERRITORY_NAMES", "Task", "page_targets", "training_page"]
 
 RHYTHMS = ("sinus", "atrial_fibrillation", "ventricular_ectopics")
+SIX_BY_TWO_SHARE, GRIDLESS_SHARE = 0.4, 0.4  # of the pages a seed draws; real sets mix both layouts
 TERRITORY_NAMES = ("none", *sorted(TERRITORIES))
 
 
@@ -63,7 +64,8 @@ def page_targets(label: str, meta: dict) -> dict[str, np.ndarray | int]:
     }
 
 
-def training_page(seed: int, *, six_by_two: float = 0.4, gridless: float = 0.4) -> tuple[bytes, dict]:
+def training_page(seed: int, *, six_by_two: float = SIX_BY_TWO_SHARE, gridless: float = GRIDLESS_SHARE
+                  ) -> tuple[bytes, dict]:
     """One generated page, as the JPEG file a scanner would give, and its targets.
 
     The seed draws the class (uniformly), the layout, the grid and, in the generator, the scan."""
