@@ -221,8 +221,13 @@ def _save(backbone, recipe: dict, folder: Path) -> Path:
 
 
 def _log(recipes: dict[str, dict], result: PretrainResult, tracking_uri: str | None) -> str | None:
-    """One MLflow run: the recipe as parameters, validation figures per view, the backbones as artifacts."""
+    """One MLflow run: the recipe as parameters, validation figures per view, each backbone as an
+    MLflow model (``backbone_<view>``; its URI in the run's tag ``smartecg.model.<view>``) and its
+    cache folder (model file and recipe) as artifacts."""
+    import keras
     import mlflow
+    import tensorflow as tf
+    from mlflow.models import infer_signature
 
     from automl.tracking import default_artifact_root, resolve_tracking_uri, use_store
 
@@ -242,5 +247,11 @@ def _log(recipes: dict[str, dict], result: PretrainResult, tracking_uri: str | N
                 mlflow.log_metrics({f"{view}.epoch_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             mlflow.log_param(f"{view}.epochs", recipe["epochs"])
             mlflow.log_artifacts(str(result.folders[view]), artifact_path=f"backbone/{view}")
+            backbone = keras.models.load_model(result.folders[view] / "backbone.keras", compile=False)
+            example = np.zeros((1, *backbone.input_shape[1:]), dtype=np.float32)
+            logged = mlflow.tensorflow.log_model(
+                backbone, name=f"backbone_{view}", signature=infer_signature(example, np.asarray(backbone(example))),
+                pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
+            mlflow.set_tag(f"smartecg.model.{view}", logged.model_uri)
         mlflow.set_tag("smartecg.kind", "pretrained-backbone")
         return run.info.run_id

@@ -14,7 +14,8 @@ arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). Th
   budget: ``engine:portfolio``, ``engine:tpot``, ``engine:optuna``, ``engine:autokeras``
   (``--only-engines`` picks some). Every arm starts with an empty cache, so the deep engines
   learn from scratch; with ``--weights-dir DIR`` (backbones from ``smartecg pretrain --out DIR``)
-  the deep engines run a second time from those backbones: ``engine:optuna+pretrained``...
+  the Optuna engine runs a second time, its ``transfer`` family starting from those backbones:
+  ``engine:optuna+pretrained`` (AutoKeras's ImageClassifier has no place for a custom block).
 * ``defaults``: scikit-learn's HistGradientBoosting, logistic regression (scaled), random forest
   and RBF SVC (scaled), default settings, on the spec's feature sets of the lead area: what a user
   would try by hand.
@@ -53,7 +54,7 @@ from _search import smartecg_command, timed_search  # noqa: E402
 from automl.budget import parse_duration  # noqa: E402
 
 ARMS = ("smartecg", "engines", "defaults", "tpot", "autokeras")
-DEEP_ENGINES = ("optuna", "autokeras")  # the engines a pretrained backbone can start
+DEEP_ENGINES = ("optuna",)  # the engines a pretrained backbone can start (AutoKeras's ImageClassifier takes no custom block)
 _PLAIN_SHAPE = (128, 192)
 _SHARED = REPO_ROOT.parent / "shared" / "data"
 

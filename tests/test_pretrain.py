@@ -51,6 +51,8 @@ def test_pretrain_saves_a_backbone_with_its_recipe_and_logs_it(pretrained):
     artifacts = {a.path for a in mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}").list_artifacts(
         result.run_id, "backbone/signals")}
     assert {"backbone/signals/backbone.keras", "backbone/signals/recipe.json"} <= artifacts
+    logged = mlflow.tensorflow.load_model(run.data.tags["smartecg.model.signals"])  # an MLflow model too
+    assert logged.output_shape == model.output_shape
 
 
 def test_unfreezing_the_last_block_leaves_the_first_frozen(pretrained):
