@@ -71,7 +71,7 @@ def pretrain(budget_seconds: float, *, pages: int = 3000, out: str | Path | None
         raise RuntimeError(f"only {len(targets['class'])} pages were made in {GENERATION_SHARE:.0%} of the budget: "
                            "give pretrain a longer --budget")
     result = PretrainResult(pages=len(targets["class"]), validation_pages=n_val)
-    recipes = {}
+    recipes, backbones = {}, {}
     for i, view in enumerate(views):
         view_deadline = time.monotonic() + (deadline - reserve - time.monotonic()) / (len(views) - i)
         backbone, recipe = _train_view(view, x[view], targets, x_val[view], t_val, view_deadline, seed=seed,
@@ -81,8 +81,9 @@ def pretrain(budget_seconds: float, *, pages: int = 3000, out: str | Path | None
                       generator=_generator_recipe(), size=list(BACKBONE_VIEWS[view]))
         folder = _save(backbone, recipe, backbone_dir(out) / view)
         result.folders[view], result.validation[view], recipes[view] = folder, recipe["validation"], recipe
+        backbones[view] = backbone
     result.seconds = time.monotonic() - started
-    result.run_id = _log(recipes, result, tracking_uri)
+    result.run_id = _log(recipes, backbones, result, tracking_uri)
     return result
 
 
@@ -186,14 +187,13 @@ def _train_view(view: str, x: np.ndarray, targets: dict, x_val: np.ndarray, t_va
     configure_tensorflow(seed)
     backbone = build_backbone(view, x.shape[1:], width=width, depth=depth)
     model = _multitask(backbone)
-    y = {name: targets[name] for name in targets}
     best, best_weights, history, epoch_seconds = -np.inf, None, [], 0.0
     best_figures: dict = {}
     bar = tqdm(desc=f"pretrain {view}", unit="epoch", leave=False, disable=None if progress is None else not progress)
     epoch = 0
     while epoch == 0 or time.monotonic() + 1.2 * epoch_seconds < deadline:  # one epoch at least
         began = time.monotonic()
-        fit = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+        fit = model.fit(x, targets, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
         figures = _validation_figures(model, x_val, t_val)
         epoch_seconds = time.monotonic() - began
         history.append({"epoch": epoch, "loss": float(fit.history["loss"][-1]), **figures, "seconds": epoch_seconds})
@@ -220,7 +220,7 @@ def _save(backbone, recipe: dict, folder: Path) -> Path:
     return save_backbone(backbone, recipe, folder)
 
 
-def _log(recipes: dict[str, dict], result: PretrainResult, tracking_uri: str | None) -> str | None:
+def _log(recipes: dict[str, dict], backbones: dict, result: PretrainResult, tracking_uri: str | None) -> str | None:
     """One MLflow run: the recipe as parameters, validation figures per view, each backbone as an
     MLflow model (``backbone_<view>``; its URI in the run's tag ``smartecg.model.<view>``) and its
     cache folder (model file and recipe) as artifacts."""
@@ -247,7 +247,7 @@ def _log(recipes: dict[str, dict], result: PretrainResult, tracking_uri: str | N
                 mlflow.log_metrics({f"{view}.epoch_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             mlflow.log_param(f"{view}.epochs", recipe["epochs"])
             mlflow.log_artifacts(str(result.folders[view]), artifact_path=f"backbone/{view}")
-            backbone = keras.models.load_model(result.folders[view] / "backbone.keras", compile=False)
+            backbone = backbones[view]
             example = np.zeros((1, *backbone.input_shape[1:]), dtype=np.float32)
             logged = mlflow.tensorflow.log_model(
                 backbone, name=f"backbone_{view}", signature=infer_signature(example, np.asarray(backbone(example))),

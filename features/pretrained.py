@@ -47,10 +47,14 @@ def backbone_dir(weights_dir: str | os.PathLike | None = None) -> Path:
     return Path(weights_dir) if weights_dir else cache_root() / "pretrained"
 
 
+def _places(weights_dir: str | os.PathLike | None) -> list[Path]:
+    """Where backbones are looked for: ``weights_dir`` first when given, then the cache."""
+    return [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else [])
+
+
 def find_backbone(view: str, weights_dir: str | os.PathLike | None = None) -> Backbone | None:
     """The saved backbone for ``view``, or None. With ``weights_dir``, there first, then in the cache."""
-    places = [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else [])
-    for place in places:
+    for place in _places(weights_dir):
         folder = place / view
         try:
             recipe = json.loads((folder / RECIPE_FILE).read_text())
@@ -65,7 +69,7 @@ def require_backbone(view: str, weights_dir: str | os.PathLike | None = None) ->
     """The saved backbone for ``view``; :class:`BackboneUnavailable` in one line when absent."""
     found = find_backbone(view, weights_dir)
     if found is None:
-        where = " or ".join(str(p / view) for p in [backbone_dir(weights_dir)] + ([backbone_dir()] if weights_dir else []))
+        where = " or ".join(str(place / view) for place in _places(weights_dir))
         raise BackboneUnavailable(f"no pretrained {view} backbone in {where}: run `smartecg pretrain` once (it "
                                   "trains on generated pages, no download), or pass --weights-dir DIR")
     return found

@@ -61,9 +61,9 @@ def build_backbone(view: str, input_shape: tuple[int, ...], *, width: int = 16, 
 def unfreeze_last_blocks(backbone, blocks: int) -> None:
     """Make the last ``blocks`` blocks trainable and the rest frozen (batch norm stays in inference mode
     either way: the transfer network calls the backbone with ``training=False``)."""
-    depth = 1 + max((int(layer.name[5:].split("_")[0]) for layer in backbone.layers if layer.name.startswith("block")),
-                    default=-1)
+    numbered = [(layer, int(layer.name[len("block"):].split("_")[0])) for layer in backbone.layers
+                if layer.name.startswith("block")]
+    depth = 1 + max((block for _, block in numbered), default=-1)
     backbone.trainable = True
-    for layer in backbone.layers:
-        if layer.name.startswith("block"):
-            layer.trainable = int(layer.name[5:].split("_")[0]) >= depth - blocks
+    for layer, block in numbered:
+        layer.trainable = block >= depth - blocks

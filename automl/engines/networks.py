@@ -136,12 +136,10 @@ def _efficientnet_body(x, *, pretrained: bool, weights_dir):
 
 
 def _pretrained_body(x, view: str, weights_dir):
-    from automl.engines.backbones import BackboneUnavailable, load_backbone
+    from automl.engines.backbones import load_backbone
 
-    try:
-        backbone, found = load_backbone(view, weights_dir)
-    except BackboneUnavailable as exc:
-        raise WeightsUnavailable(str(exc)) from None
+    require_weights(view, weights_dir)  # its absence in one line, as WeightsUnavailable
+    backbone, found = load_backbone(view, weights_dir)
     if tuple(backbone.input_shape[1:]) != tuple(x.shape[1:]):
         raise ValueError(f"the pretrained {view} backbone in {found.folder} reads {backbone.input_shape[1:]} tensors, "
                          f"not {tuple(x.shape[1:])}")
