@@ -310,11 +310,12 @@ def feature_length(name: str) -> int:
     return len(function(blank_page(size or DEFAULT_SIZE)))
 
 
-def feature_names(name: str) -> tuple[str, ...]:
-    """Column names of set ``name``: ``trace_V2_amplitude``, ``lbp_I_3``, ``hog_leads_0000``..."""
+def feature_names(name: str, length: int | None = None) -> tuple[str, ...]:
+    """Column names of set ``name``: ``trace_V2_amplitude``, ``lbp_I_3``, ``hog_leads_0000``...
+    (``length``: the set's vector length where the set itself decides it, as ``embed``'s backbone does)."""
     if name in _NAMED_COLUMNS:
         return _NAMED_COLUMNS[name]
-    return tuple(f"{name}_{i:04d}" for i in range(feature_length(name)))
+    return tuple(f"{name}_{i:04d}" for i in range(feature_length(name) if length is None else length))
 
 
 # --- transformer --------------------------------------------------------------------------------
@@ -384,10 +385,8 @@ class PageFeatures(TransformerMixin, BaseEstimator):
                                lengths={name: set_length(name, spec) for name, spec in sets.items()})
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        columns = [column for name, spec in self._chosen_sets().items()
-                   for column in (feature_names(name) if name != "embed" else
-                                  tuple(f"embed_{i:04d}" for i in range(set_length(name, spec))))]
-        return np.asarray(columns, dtype=object)
+        return np.asarray([column for name, spec in self._chosen_sets().items()
+                           for column in feature_names(name, set_length(name, spec))], dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
