@@ -1,0 +1,162 @@
+"""The page gate: ECG pages are read (turned ones the right way round), everything else is refused."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from sklearn.linear_model import LogisticRegression
+
+from automl.model import ECGModel
+from automl.predict import predict_files
+from automl.registry import write_model_files
+from features.gate import ORIENTATIONS, READ, REFUSED, TURNED, PageGate, _TURNS
+from features.handcrafted import PageFeatures
+from features.imageio import load_image
+from features.synthetic import LayoutMix, generate_dataset, make_page
+
+# A turned page is made by applying its turn to the upright page; the gate must name that turn.
+TURNED_WAYS = [name for name in ORIENTATIONS if name != "upright"]
+
+
+def _turned(image: np.ndarray, orientation: str) -> np.ndarray:
+    return np.ascontiguousarray(_TURNS[orientation][0](image))
+
+
+def not_ecg_pages() -> dict[str, np.ndarray]:
+    """Images that are not ECG pages: blank paper, noise, a gradient, charts, text, a 'photo'."""
+    rng = np.random.default_rng(0)
+    pages = {"blank": np.full((1572, 2213), 255, np.uint8),
+             "noise": rng.integers(0, 256, (1200, 1600)).astype(np.uint8),
+             "gradient": np.tile(np.linspace(0, 255, 1600), (1200, 1)).astype(np.uint8)}
+    bars = Image.new("L", (1600, 1200), 255)
+    draw = ImageDraw.Draw(bars)
+    for i in range(8):
+        draw.rectangle([150 + i * 170, 1100 - int(rng.integers(100, 900)), 250 + i * 170, 1100], fill=60)
+    draw.line([100, 1100, 1500, 1100], fill=0, width=3)
+    pages["bar chart"] = np.asarray(bars)
+    text = Image.new("L", (1600, 1200), 255)
+    draw = ImageDraw.Draw(text)
+    for y in range(80, 1150, 30):
+        draw.text((80, y), "Lorem ipsum dolor sit amet, consectetur adipiscing elit " * 2, fill=0)
+    pages["text"] = np.asarray(text)
+    photo = Image.new("RGB", (1600, 1200), (120, 160, 200))
+    draw = ImageDraw.Draw(photo)
+    for _ in range(30):
+        x, y, r = int(rng.integers(0, 1600)), int(rng.integers(0, 1200)), int(rng.integers(20, 200))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    pages["photo"] = np.asarray(photo)
+    plot = Image.new("L", (1600, 1200), 255)
+    walk = np.cumsum(rng.normal(0, 8, 1400)) + 600
+    ImageDraw.Draw(plot).line(list(zip(range(100, 1500), walk)), fill=0, width=2)
+    pages["line plot"] = np.asarray(plot)
+    waves = Image.new("L", (2000, 1400), 255)
+    draw = ImageDraw.Draw(waves)
+    for row in range(4):  # four rows of sine waves: rows of 'traces', but no ECG
+        xs = np.arange(100, 1900)
+        draw.line(list(zip(xs, 300 + row * 280 + 40 * np.sin(xs / 30.0))), fill=0, width=2)
+    pages["sine rows"] = np.asarray(waves)
+    return pages
+
+
+@pytest.fixture(scope="module")
+def mixed_pages(tmp_path_factory):
+    """Training and test pages of every layout the generator prints (3x4, 6x2, gridless 6x2)."""
+    mix = LayoutMix(six_by_two=0.4, gridless=0.5)
+    train = generate_dataset(tmp_path_factory.mktemp("gate-train"), 6, seed=11, layouts=mix, progress=False)
+    test = generate_dataset(tmp_path_factory.mktemp("gate-test"), 1, seed=12, layouts=mix, progress=False)
+    return sorted(map(str, train.glob("*/*.jpg"))), sorted(map(str, test.glob("*/*.jpg")))
+
+
+@pytest.fixture(scope="module")
+def gate(mixed_pages):
+    return PageGate().fit(mixed_pages[0])
+
+
+def test_generated_pages_are_read_and_every_turn_is_found_and_undone(gate, mixed_pages):
+    for path in mixed_pages[1]:
+        upright = load_image(path, mode="RGB")
+        check = gate.check(path)
+        assert check.status == READ and check.reason == "", check
+        for orientation in TURNED_WAYS:
+            turned = gate.check(_turned(upright, orientation))
+            assert turned.status == TURNED and turned.orientation == orientation, (path, turned)
+            assert "right way round" in turned.reason
+            assert np.array_equal(turned.source, upright)  # read exactly as the upright page
+
+
+@pytest.mark.parametrize("kind", list(not_ecg_pages()))
+def test_what_is_not_an_ecg_page_is_refused_whichever_way_it_lies(gate, kind):
+    image = not_ecg_pages()[kind]
+    for orientation in ORIENTATIONS:
+        check = gate.check(_turned(image, orientation))
+        assert check.status == REFUSED and "send a 12-lead ECG page" in check.reason, (kind, orientation, check)
+
+
+def test_unreadable_bytes_are_refused_with_the_reason_not_raised(gate):
+    check = gate.check(b"%PDF-1.4 this is not an image")
+    assert check.status == REFUSED and check.reason and not check.readable
+
+
+def test_without_a_fitted_gate_a_blank_page_is_still_refused_and_a_page_read(mixed_pages):
+    unfitted = PageGate()
+    assert unfitted.check(not_ecg_pages()["blank"]).status == REFUSED
+    check = unfitted.check(mixed_pages[1][0])
+    assert check.status == READ and np.isnan(check.novelty)
+
+
+def test_the_pyfunc_says_refused_turned_and_unlike_and_reads_a_turned_page_as_upright(gate, mixed_pages, tmp_path):
+    import mlflow.pyfunc
+    import pandas as pd
+
+    train, test = mixed_pages
+    features = PageFeatures(sets=("trace",), progress=False)
+    labels = [Path(p).parent.name for p in train]
+    model = ECGModel(features, LogisticRegression(max_iter=2000).fit(features.transform(train), labels), sorted(set(labels)))
+    model.gate = gate
+    loaded = mlflow.pyfunc.load_model(str(write_model_files(model, tmp_path / "model")))
+
+    page = test[0]
+    half_turn = io.BytesIO()
+    Image.open(page).rotate(180).save(half_turn, format="PNG")
+    blank = io.BytesIO()
+    Image.fromarray(not_ecg_pages()["bar chart"]).save(blank, format="PNG")
+    answer = loaded.predict(pd.DataFrame({"image_bytes": [open(page, "rb").read(), half_turn.getvalue(),
+                                                          blank.getvalue()]}))
+    assert list(answer["status"]) == [READ, TURNED, REFUSED]
+    assert "half turn" in answer["reason"][1] and "ECG" in answer["reason"][2]
+    assert answer["class"][1] == answer["class"][0] and answer["class"][2] == ""
+    p = answer.filter(like="p_").to_numpy()
+    # Turned back, the page is read exactly as the upright page decoded in full (the file itself is
+    # read through JPEG's reduced decoding, hence not to the last digit).
+    assert np.allclose(p[1], model.predict_proba([load_image(page, mode="RGB")])[0], atol=1e-6)
+    assert np.isnan(p[2]).all()
+
+
+
+def test_a_page_unlike_the_training_pages_raises_the_uncertain_flag(synthetic_train):
+    # Trained on 3x4 pages on graph paper only; a 6x2 page on blank paper is unlike all of them.
+    upright_pages = sorted(map(str, synthetic_train.glob("*/*.jpg")))
+    narrow = PageGate().fit(upright_pages)
+    check = narrow.check(np.asarray(make_page("MI", 5, layout="6x2", grid=False).image))
+    assert check.unlike_training and check.novelty > 1.0
+    confident = np.array([[0.96, 0.01, 0.01, 0.01, 0.01]])
+    model = ECGModel(None, None, ["A", "B", "C", "D", "E"])
+    assert model.uncertain(confident, [check])[0]
+    assert not model.uncertain(confident, [narrow.check(np.asarray(make_page("MI", 5).image))])[0]
+
+
+def test_predict_names_a_refused_page_and_says_when_a_page_was_turned(gate, mixed_pages, tmp_path, capsys):
+    train = mixed_pages[0]
+    features = PageFeatures(sets=("trace",), progress=False)
+    labels = [Path(p).parent.name for p in train]
+    model = ECGModel(features, LogisticRegression(max_iter=2000).fit(features.transform(train), labels), sorted(set(labels)))
+    model.gate = gate
+    folder = write_model_files(model, tmp_path / "model")
+    turned, chart = tmp_path / "turned.png", tmp_path / "chart.png"
+    Image.open(mixed_pages[1][0]).transpose(Image.Transpose.ROTATE_90).save(turned)
+    Image.fromarray(not_ecg_pages()["line plot"]).save(chart)
+    assert predict_files([str(turned), str(chart)], str(folder)) == 1  # one page could not be classified
+    out = capsys.readouterr().out
+    assert f"{turned}: " in out and "quarter turn" in out
+    assert f"{chart}: refused: " in out and "ECG" in out
