@@ -283,6 +283,8 @@ def _search(run: _Run, pages: _Pages) -> SearchResult:
                             prefix="holdout_")
     if best is not None and run.register:
         _log_plots(tracker, run_id, best, workdir)
+        shown.set_stage("gate")
+        _fit_gate(best.candidate.model, training.paths, holdout_paths, tracker, shown)
         if spec.refit_all_pages:
             shown.set_stage("refit")
             _refit_on_every_page(best, model_features, vectors, frame["label"], classes, tracker, shown)
@@ -352,6 +354,23 @@ def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
             missing = [s for s in SPLITS if not (frame["split"] == s).any()]
             if missing:
                 raise DatasetError(f"no usable page left in the {', '.join(missing)} split") from None
+
+
+def _fit_gate(model, training_paths: list[str], holdout_paths: list[str], tracker: SearchTracker,
+              shown: SearchProgress) -> None:
+    """Fit the page gate (:mod:`features.gate`) on the training pages and store it in the model;
+    log what it makes of the holdout pages, which it never saw (any refusal there is a warning)."""
+    from features.gate import REFUSED, TURNED, PageGate
+
+    model.gate = PageGate().fit(training_paths)
+    checks = [model.gate.check(path) for path in holdout_paths]
+    refused = [c for c in checks if c.status == REFUSED]
+    for check in refused:
+        shown.message(f"the page gate refuses holdout page {check.name}: {check.reason}")
+    tracker.log_metrics(tracker.parent_run_id, {
+        "gate_training_pages": model.gate.n_pages_, "holdout_gate_refused": len(refused),
+        "holdout_gate_turned": sum(c.status == TURNED for c in checks),
+        "holdout_gate_unlike_training": sum(c.unlike_training for c in checks)})
 
 
 def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):

@@ -37,6 +37,10 @@ class ECGModel:
         ``predict_proba`` returns calibrated probabilities when it is set.
     uncertain_below : float or None
         A page whose top probability is below this is flagged "uncertain - refer for review".
+    gate : features.gate.PageGate or None
+        Fitted on the training pages (:mod:`features.gate`): which way up a page is, and whether it is
+        like the pages the model learnt from. Without one, :meth:`check_pages` still refuses
+        unreadable and blank pages.
     holdout_model : ECGModel or None
         Set when the search refitted the model on every page, holdout included
         (:mod:`automl.refit`): the same recipe fitted without the holdout, which its holdout
@@ -46,6 +50,7 @@ class ECGModel:
     calibrator = None  # class-level defaults, so models pickled before these existed still load
     uncertain_below = None
     holdout_model = None
+    gate = None
 
     def __init__(self, features, classifier, classes, *, engine: str = "", description: str = "",
                  params: dict[str, Any] | None = None) -> None:
@@ -80,12 +85,35 @@ class ECGModel:
         proba[:, self._columns] = raw
         return proba / np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
 
-    def uncertain(self, proba: np.ndarray) -> np.ndarray:
-        """Per page: is the top probability below ``uncertain_below``? (all False without a threshold)"""
+    def uncertain(self, proba: np.ndarray, checks=None) -> np.ndarray:
+        """Per page: is the top probability below ``uncertain_below``, or (given the gate's
+        ``checks``) is the page unlike the training pages? (all False without either)"""
         proba = np.asarray(proba, dtype=float)
-        if self.uncertain_below is None or not len(proba):
-            return np.zeros(len(proba), dtype=bool)
-        return proba.max(axis=1) < self.uncertain_below
+        flagged = np.zeros(len(proba), dtype=bool)
+        if self.uncertain_below is not None and len(proba):
+            flagged = np.nan_to_num(proba.max(axis=1), nan=0.0) < self.uncertain_below
+        if checks is not None:
+            flagged |= np.array([check.unlike_training for check in checks], dtype=bool)
+        return flagged
+
+    def check_pages(self, pages) -> list:
+        """Per page a :class:`features.gate.PageCheck`: read, turned (its ``source`` is the page the
+        right way round) or refused with the reason. Nothing here raises for a bad page."""
+        from features.extract import as_sources
+        from features.gate import PageGate
+
+        gate = self.gate if self.gate is not None else PageGate()
+        return [gate.check(source) for source in as_sources(pages)]
+
+    def predict_checked(self, pages) -> tuple[list, np.ndarray]:
+        """(the gate's checks, probabilities) of the pages, through the gate: refused pages get a
+        row of NaN, turned ones are read the right way round."""
+        checks = self.check_pages(pages)
+        proba = np.full((len(checks), len(self.classes)), np.nan)
+        readable = [i for i, check in enumerate(checks) if check.readable]
+        if readable:
+            proba[readable] = self.predict_proba([checks[i].source for i in readable])
+        return checks, proba
 
     def reads(self, features) -> bool:
         """Whether the model reads the feature vectors ``features`` makes (a search's own, say)."""

@@ -43,12 +43,23 @@ def predict_files(images: list[str], model: str, *, tracking_uri: str | None = N
         try:
             out_row = loaded.predict(pd.DataFrame({"image": [str(Path(image).resolve())]}))
             found, overlay = _explained(loaded, image, explain, out, lime_samples) if explain else (None, None)
+        except PageRefused as exc:
+            print(f"{exc}", file=sys.stderr)
+            failed += 1
+            continue
         except ImageReadError as exc:
             print(f"smartecg: error: {exc}", file=sys.stderr)
             failed += 1
             continue
         record = out_row.iloc[0].to_dict()
+        status, reason = record.pop("status", "read"), record.pop("reason", "")
+        if status == "refused":
+            print(json.dumps({"image": image, "status": status, "reason": reason}) if as_json
+                  else f"{image}: refused: {reason}")
+            failed += 1
+            continue
         row = {"image": image, "class": record.pop("class"), "uncertain": bool(record.pop("uncertain", False)),
+               "status": status, "reason": reason,
                "probabilities": {k[2:]: round(float(v), 4) for k, v in record.items() if k.startswith("p_")}}
         if found is not None:
             row["explanation"] = {"summary": found.summary, "overlay": str(overlay), "method": found.method,
@@ -63,6 +74,8 @@ def predict_files(images: list[str], model: str, *, tracking_uri: str | None = N
             line = f"{row['image']}: {found.summary} (then {others}); overlay {overlay}"
         elif row["uncertain"]:
             line += f" - {UNCERTAIN}"
+        if status == "turned":
+            line += f" ({reason})"
         print(line)
     return 1 if failed else 0
 
@@ -81,6 +94,10 @@ def explain_files(images: list[str], model: str, *, method: str = "auto", out: s
     for image in images:
         try:
             found, overlay = _explained(loaded, image, method, out, lime_samples, class_name=class_name, layer=layer)
+        except PageRefused as exc:
+            print(f"smartecg: {exc}", file=sys.stderr)
+            failed += 1
+            continue
         except ImageReadError as exc:
             print(f"smartecg: error: {exc}", file=sys.stderr)
             failed += 1
@@ -92,12 +109,26 @@ def explain_files(images: list[str], model: str, *, method: str = "auto", out: s
 
 
 def _explained(loaded, image: str, method: str, out: str | Path, lime_samples: int, **options):
-    """(the Explanation, the overlay PNG written) of one image with a loaded pyfunc's ECGModel."""
+    """(the Explanation, the overlay PNG written) of one image with a loaded pyfunc's ECGModel,
+    the page read the right way round; a page the gate refuses raises PageRefused."""
     from automl.explain import explain
     from automl.overlay import write_overlay
 
-    found = explain(ecg_model(loaded), image, method=method, lime_samples=lime_samples, **options)
-    return found, write_overlay(found, image, Path(out) / f"{Path(image).stem}.{found.method}.png")
+    model = ecg_model(loaded)
+    check = model.check_pages([image])[0]
+    if not check.readable:
+        raise PageRefused(image, check.reason)
+    found = explain(model, check.source, method=method, lime_samples=lime_samples, **options)
+    if check.reason:
+        found.notes.append(check.reason)
+    return found, write_overlay(found, check.source, Path(out) / f"{Path(image).stem}.{found.method}.png")
+
+
+class PageRefused(ValueError):
+    """The page gate refused a page (not an ECG page, blank, unreadable); the message says why."""
+
+    def __init__(self, image: str, reason: str):
+        super().__init__(f"{image}: refused: {reason}")
 
 
 def ecg_model(loaded):
@@ -129,7 +160,10 @@ def evaluate_folder(data: str, model: str, *, tracking_uri: str | None = None, o
         paths = [str(p) for p in manifest.frame["path"]]
         survey = survey_pages(paths, n_jobs=-1, cache_dir=default_cache_dir(), progress=False)
         groups = {"layout": survey["layout"].tolist(), "size": survey["size_bucket"].tolist()}
-        evaluation = evaluate_pages(loaded, paths, labels, groups)
+        refused: list[tuple[str, str]] = []
+        evaluation = evaluate_pages(loaded, paths, labels, groups, refused=refused)
+        for path, reason in refused:
+            print(f"refused {path}: {reason}", file=sys.stderr)
     except ValueError as exc:  # e.g. a class folder the model was never trained on
         raise ValueError(f"{data}: {exc}") from None
     if out is not None:

@@ -3,8 +3,10 @@
 ``predict`` takes a DataFrame with an ``image`` column (file paths) and/or an ``image_bytes``
 column (the raw bytes of image files; base64 over MLflow's REST server), or a plain list of
 paths or bytes, and returns one row per image: ``class``, one ``p_<class>`` column per class
-(calibrated probabilities) and ``uncertain`` (the top probability is below the model's
-threshold: "uncertain - refer for review").
+(calibrated probabilities), ``uncertain`` (the top probability is below the model's
+threshold, or the page is unlike the training pages: "uncertain - refer for review"), and the
+page gate's ``status`` ("read", "turned": read the right way round, or "refused": no class and no
+probabilities) with its ``reason`` (:mod:`features.gate`).
 The ECGModel itself is a pickle among the model's artifacts.
 """
 from __future__ import annotations
@@ -33,8 +35,8 @@ class ECGPyfunc(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         pages = pages_from_input(model_input)
-        proba = self.model.predict_proba(pages)
-        return prediction_frame(self.model.classes, proba, self.model.uncertain(proba))
+        checks, proba = self.model.predict_checked(pages)
+        return prediction_frame(self.model.classes, proba, self.model.uncertain(proba, checks), checks)
 
 
 def pages_from_input(model_input) -> list:
@@ -80,13 +82,19 @@ def _as_page(value):
     return value
 
 
-def prediction_frame(classes: list[str], proba: np.ndarray, uncertain: np.ndarray):
+def prediction_frame(classes: list[str], proba: np.ndarray, uncertain: np.ndarray, checks=None):
+    """One row per page; a refused page (a row of NaN) has an empty class and NaN probabilities."""
     import pandas as pd
 
-    frame = pd.DataFrame({"class": np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(proba) else []})
+    refused = np.isnan(proba).any(axis=1) if len(proba) else np.zeros(0, dtype=bool)
+    best = np.where(refused, 0, np.nan_to_num(proba, nan=0.0).argmax(axis=1) if len(proba) else 0)
+    frame = pd.DataFrame({"class": np.where(refused, "", np.asarray(classes, dtype=object)[best]).astype(object)
+                          if len(proba) else []})
     for i, name in enumerate(classes):
         frame[f"p_{name}"] = proba[:, i] if len(proba) else []
     frame["uncertain"] = np.asarray(uncertain, dtype=bool)
+    frame["status"] = [c.status for c in checks] if checks is not None else "read"
+    frame["reason"] = [c.reason for c in checks] if checks is not None else ""
     return frame
 
 
@@ -99,7 +107,8 @@ def save_ecg_model(model, folder: Path) -> Path:
 
 
 def model_signature(classes: list[str]):
-    """Input: ``image`` (file paths) and/or ``image_bytes`` (raw bytes); output: class, probabilities, uncertain."""
+    """Input: ``image`` (file paths) and/or ``image_bytes`` (raw bytes); output: class, probabilities,
+    uncertain, the gate's status and reason."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -107,18 +116,27 @@ def model_signature(classes: list[str]):
         inputs=Schema([ColSpec("string", INPUT_COLUMN, required=False),
                        ColSpec("binary", BYTES_COLUMN, required=False)]),
         outputs=Schema([ColSpec("string", "class"), *[ColSpec("double", f"p_{c}") for c in classes],
-                        ColSpec("boolean", "uncertain")]),
+                        ColSpec("boolean", "uncertain"), ColSpec("string", "status"),
+                        ColSpec("string", "reason")]),
     )
 
 
-def evaluate_pages(loaded, paths: list[str], labels, groups=None):
+def evaluate_pages(loaded, paths: list[str], labels, groups=None, *, refused: list | None = None):
     """A loaded pyfunc model's :class:`~automl.evaluate.Evaluation` on labelled image files.
 
-    ``groups`` as for :func:`~automl.evaluate.evaluate`. Raises ValueError when a label is not
-    among the model's classes.
+    ``groups`` as for :func:`~automl.evaluate.evaluate`. Pages the model's gate refuses are left
+    out of the figures; ``(path, reason)`` of each is appended to ``refused`` when given. Raises
+    ValueError when a label is not among the model's classes, or when every page is refused.
     """
     from automl.evaluate import evaluate
 
     answer = loaded.predict(pd.DataFrame({INPUT_COLUMN: paths}))
     classes = [c[2:] for c in answer.columns if c.startswith("p_")]
-    return evaluate(labels, answer[[f"p_{c}" for c in classes]].to_numpy(), classes, groups)
+    kept = (answer["status"] != "refused").to_numpy() if "status" in answer.columns else np.ones(len(paths), bool)
+    if refused is not None:
+        refused.extend((paths[i], answer["reason"].iloc[i]) for i in np.flatnonzero(~kept))
+    if len(paths) and not kept.any():
+        raise ValueError(f"the model refused all {len(paths)} pages (first: {answer['reason'].iloc[0]})")
+    groups = {name: [g for g, k in zip(values, kept) if k] for name, values in (groups or {}).items()} or None
+    return evaluate(np.asarray(labels, dtype=object)[kept], answer.loc[kept, [f"p_{c}" for c in classes]].to_numpy(),
+                    classes, groups)

@@ -151,7 +151,8 @@ def write_model_files(model, folder: Path) -> Path:
             pip_requirements=_requirements(model),  # explicit: inference would pin an uninstallable smartecg
         )
     out = mlflow.pyfunc.load_model(str(folder)).predict(example)
-    if list(out.columns) != ["class", *[f"p_{c}" for c in model.classes], "uncertain"] or len(out) != 1:
+    if list(out.columns) != ["class", *[f"p_{c}" for c in model.classes], "uncertain", "status", "reason"] \
+            or len(out) != 1:
         raise RuntimeError(f"the saved model answers its input example with columns {list(out.columns)}")
     return folder
 

@@ -68,5 +68,6 @@ def test_pyfunc_input_takes_paths_bytes_or_both_per_row():
     with pytest.raises(ValueError, match="expected a column"):
         pages_from_input(pd.DataFrame({"x": [1], "y": [2]}))
     out = prediction_frame(["A", "B"], np.array([[0.2, 0.8], [0.9, 0.1]]), np.array([False, True]))
-    assert list(out.columns) == ["class", "p_A", "p_B", "uncertain"] and list(out["class"]) == ["B", "A"]
+    assert list(out.columns) == ["class", "p_A", "p_B", "uncertain", "status", "reason"]
+    assert list(out["class"]) == ["B", "A"] and list(out["status"]) == ["read", "read"]
     assert list(out["uncertain"]) == [False, True]

@@ -1,6 +1,8 @@
 """Checks on the real public sample in ../shared (skipped where it is absent; never copied)."""
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from automl.audit import metadata_audit
@@ -47,3 +49,36 @@ def test_the_data_report_warns_that_layout_predicts_the_class_and_draws_every_pa
     # Panels come from the printed rows on every page, portrait scans with a dark grid included.
     assert summary["fixed_fraction_pages"] == [] and summary["panels_found_by"] == {"projection": 94}
     assert (tmp_path / "panels.png").stat().st_size > 100_000
+
+
+REAL_TRAIN = REAL_SAMPLE.with_name("ecg-real-train")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_TRAIN.is_dir(), reason=f"real training pages not present at {REAL_TRAIN}")
+def test_the_gate_reads_every_real_sample_page_and_a_half_turned_one_as_upright(manifest):
+    """Issue 23's acceptance on real pages: none refused, each half-turned page said to be turned
+    and given the class it gets upright (model and gate fitted on the other real pages)."""
+    from PIL import Image
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from automl.model import ECGModel
+    from features.gate import READ, TURNED, PageGate
+    from features.handcrafted import PageFeatures
+
+    train = scan(REAL_TRAIN, progress=False).frame
+    features = PageFeatures(sets=("signals", "trace"), n_jobs=-1, progress=False)
+    classifier = HistGradientBoostingClassifier(random_state=0).fit(
+        features.transform([str(p) for p in train["path"]]), train["label"])
+    model = ECGModel(features, classifier, classifier.classes_)
+    model.gate = PageGate().fit([str(p) for p in train["path"]])
+    paths = [str(p) for p in manifest.frame["path"]]
+    checks = model.check_pages(paths)
+    assert [c.status for c in checks] == [READ] * len(paths), [c for c in checks if c.status != READ]
+    # Upright and turned pages from the same decoded pixels: the file itself is decoded at reduced
+    # JPEG scale for speed, which alone changes the class of a borderline page or two.
+    upright_checks, upright = model.predict_checked([load_image(p, mode="RGB") for p in paths])
+    turned_checks, turned = model.predict_checked([np.asarray(Image.open(p).rotate(180)) for p in paths])
+    assert [c.status for c in upright_checks] == [READ] * len(paths)
+    assert [(c.status, c.orientation) for c in turned_checks] == [(TURNED, "rot180")] * len(paths)
+    assert list(turned.argmax(axis=1)) == list(upright.argmax(axis=1))
