@@ -179,6 +179,15 @@ def test_explain_and_predict_explain_name_the_leads_of_the_tpot_champions_answer
     assert isinstance(row["uncertain"], bool) and Path(row["explanation"]["overlay"]).exists()
     missing = smartecg("explain", tmp_path / "nope.jpg", "--out", tmp_path / "ex", env=store.env, check=False)
     assert missing.returncode == 1 and "nope.jpg" in missing.stderr
+    # The champion carries the page gate its search fitted: a blank page is refused, a turned one read.
+    from PIL import Image
+
+    blank, turned = tmp_path / "blank.png", tmp_path / "turned.png"
+    Image.new("L", (2200, 1570), 255).save(blank)
+    Image.open(page).rotate(180).save(turned)
+    answers = smartecg("predict", blank, turned, env=store.env, check=False)
+    assert answers.returncode == 1 and f"{blank}: refused: the page is blank" in answers.stdout
+    assert f"{turned}: " in answers.stdout and "half turn" in answers.stdout
 
 
 class PriorEngine:
