@@ -43,6 +43,33 @@ def test_a_second_holder_is_refused_at_once_naming_the_first(tmp_path):
         assert lock.stale is None and lock.stale_message() is None
 
 
+HOLD_WITH_PASSWORD = """
+import sys, time
+from automl.lock import RunLock
+sys.argv = ["smartecg", "nightly", "--tracking-uri", "postgresql://smartecg:tracking-s3cret@db/mlflow",
+            "--storage=postgresql://smartecg:storage-s3cret@db/optuna"]
+with RunLock({path!r}, "nightly run"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_the_lock_file_never_shows_a_password_from_the_command_line(tmp_path):
+    path = tmp_path / "nightly.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WITH_PASSWORD.format(path=str(path))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        text = path.read_text()  # every user of the machine may read it
+    finally:
+        holder.kill()
+        holder.wait()
+    record = json.loads(text)
+    assert record["pid"] == holder.pid and "s3cret" not in text
+    assert ("--tracking-uri postgresql://smartecg:***@db/mlflow --storage=postgresql://smartecg:***@db/optuna"
+            in record["command"])
+
+
 def test_the_cron_line_runs_nightly_from_here_with_this_environment(tmp_path):
     line = cron_line("02:30", "smartecg-nightly", workdir=tmp_path / "my project", arguments=["--data", "/d"],
                      log_file=tmp_path / "n.log")
