@@ -1,10 +1,10 @@
 """The nightly re-search: the same search every night on the data as it grows, never two at once.
 
 ``smartecg nightly`` takes a lock (:mod:`automl.lock`; a second run exits at once, a dead run's
-lock is taken over and reported), re-scans the data and compares it with the last night's scan
-(new, removed and changed images, data hash), runs the search with the spec's budget (Optuna
-studies resume from their storage; the saved split keeps the holdout fixed and sends new images
-to training), and writes a one-screen summary: printed, kept in the state folder, and logged
+lock is taken over and reported), says which stores it uses (the first line of a cron log),
+re-scans the data and compares it with the last night's scan (new, removed and changed images,
+data hash), runs the search with the spec's budget (Optuna studies resume from their storage;
+the saved split keeps the holdout fixed and sends new images to training), and writes a one-screen summary: printed, kept in the state folder, and logged
 with the data changes to the search's MLflow run.
 
 The state folder (``$SMARTECG_CACHE/nightly/<experiment>`` by default) holds the lock, the last
