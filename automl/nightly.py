@@ -4,8 +4,9 @@
 lock is taken over and reported), says which stores it uses (the first line of a cron log),
 re-scans the data and compares it with the last night's scan (new, removed and changed images,
 data hash), runs the search with the spec's budget (Optuna studies resume from their storage;
-the saved split keeps the holdout fixed and sends new images to training), and writes a one-screen summary: printed, kept in the state folder, and logged
-with the data changes to the search's MLflow run.
+the saved split keeps the holdout fixed and sends new images to training), and writes a
+one-screen summary: printed, kept in the state folder, and logged with the data changes to the
+search's MLflow run.
 
 The state folder (``$SMARTECG_CACHE/nightly/<experiment>`` by default) holds the lock, the last
 scan and the last summary. The scan is replaced only after the search ends, so a run killed at
