@@ -425,7 +425,7 @@ def _schedule_install(args) -> int:
     import os
 
     from automl.experiment import load_spec
-    from automl.schedule import carried_environment, cron_line, install, write_env_file
+    from automl.schedule import CronError, carried_environment, cron_line, install, write_env_file
 
     spec = load_spec(args.experiment)  # refused here, not at 2 a.m.
     _spec_budget(args, spec)
@@ -448,7 +448,11 @@ def _schedule_install(args) -> int:
         return 0
     log_file.parent.mkdir(parents=True, exist_ok=True)
     write_env_file(env_file, environment, user=args.user)
-    changed = install(line, spec.name, user=args.user)
+    try:
+        changed = install(line, spec.name, user=args.user)
+    except CronError as exc:
+        print(f"smartecg: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{'installed' if changed else 'already installed'}: {line}")
     print(f"the run's environment: {env_file} (mode 0600): {', '.join(environment) or 'no variables'}")
     return 0
@@ -456,10 +460,14 @@ def _schedule_install(args) -> int:
 
 def _schedule_remove(args) -> int:
     from automl.experiment import load_spec
-    from automl.schedule import env_file_of, remove
+    from automl.schedule import CronError, env_file_of, remove
 
     name = load_spec(args.experiment).name
-    removed = remove(name, user=args.user)
+    try:
+        removed = remove(name, user=args.user)
+    except CronError as exc:
+        print(f"smartecg: error: {exc}", file=sys.stderr)
+        return 2
     if not removed:
         print(f"no nightly line of {name} in the crontab")
         return 0

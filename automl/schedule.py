@@ -122,10 +122,7 @@ def write_env_file(path: str | Path, variables: dict[str, str], user: str | None
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
             os.fchmod(handle.fileno(), 0o600)  # whatever the umask
             if user:
-                import pwd
-
-                owner = pwd.getpwnam(user)
-                os.fchown(handle.fileno(), owner.pw_uid, owner.pw_gid)
+                _give_to(handle.fileno(), user, path)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -134,6 +131,18 @@ def write_env_file(path: str | Path, variables: dict[str, str], user: str | None
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _give_to(fd: int, user: str, path: Path) -> None:
+    import pwd
+
+    try:
+        owner = pwd.getpwnam(user)
+        os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    except KeyError:
+        raise ValueError(f"--user {user}: no such user on this machine") from None
+    except PermissionError:
+        raise PermissionError(f"{path}: only root can write it for user {user} (--user)") from None
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:

@@ -221,3 +221,11 @@ def test_secrets_go_to_a_0600_env_file_the_run_reads_never_to_the_crontab(cron_u
     assert night.returncode == 2 and "s3cret" not in log, log
     assert ("MLflow http://smartecg:***@mlflow.invalid:5000, Optuna postgresql://smartecg:***@db.invalid/optuna"
             in log), log
+
+
+def test_an_unknown_user_is_refused_in_one_line(tmp_path):
+    refused = smartecg("schedule", "install", "--data", tmp_path, "--user", "no-such-smartecg-user", cwd=tmp_path,
+                       check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == ["smartecg: error: --user no-such-smartecg-user: no such user on this machine"]
+    assert not (tmp_path / "mlruns" / "nightly-smartecg-nightly.env").exists()
