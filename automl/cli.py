@@ -129,6 +129,9 @@ def _build_parser() -> argparse.ArgumentParser:
                          "(default: $SMARTECG_CACHE/nightly/<experiment>)")
     nightly.add_argument("--seed", type=int, default=0)
     nightly.add_argument("--progress", action="store_true", help="show the live progress line (off: cron logs)")
+    nightly.add_argument("--env-file", default=None, metavar="FILE", help="NAME='value' lines set before the run "
+                         "(mode 0600; `schedule install` writes it): tracking URI, cache, logins; "
+                         "SMARTECG_OPTUNA_STORAGE is the default of --storage")
     _scale_out_options(nightly, tracking_help)
     nightly.set_defaults(handler=_nightly)
 
@@ -141,6 +144,8 @@ def _build_parser() -> argparse.ArgumentParser:
     install.add_argument("--budget", default=None, help="wall time (default: the spec's budget)")
     install.add_argument("--log", default=None, metavar="FILE", help="where the runs' output goes "
                          "(default: mlruns/nightly.log)")
+    install.add_argument("--env-file", default=None, metavar="FILE", help="where the run's environment is kept, "
+                         "mode 0600: tracking URI, storage, cache, logins (default: mlruns/nightly-<experiment>.env)")
     install.add_argument("--print", action="store_true", help="print the line; change nothing")
     install.add_argument("--user", default=None, help="install in this user's crontab (root only)")
     _scale_out_options(install, tracking_help)
@@ -394,10 +399,17 @@ def _search(args) -> int:
 
 
 def _nightly(args) -> int:
+    import os
+
     from automl.experiment import load_spec
     from automl.lock import LockHeld
     from automl.nightly import run_nightly
 
+    if args.env_file:  # before anything reads the environment: cron starts the run with almost none
+        from automl.schedule import read_env_file
+
+        os.environ.update(read_env_file(args.env_file))
+    args.storage = args.storage or os.environ.get("SMARTECG_OPTUNA_STORAGE")
     spec = _with_overrides(load_spec(args.experiment), args)
     try:
         night = run_nightly(spec, _spec_budget(args, spec), data=args.data, seed=args.seed,
@@ -410,35 +422,58 @@ def _nightly(args) -> int:
 
 
 def _schedule_install(args) -> int:
+    import os
+
     from automl.experiment import load_spec
-    from automl.schedule import cron_line, install
+    from automl.schedule import CronError, carried_environment, cron_line, install, write_env_file
 
     spec = load_spec(args.experiment)  # refused here, not at 2 a.m.
     _spec_budget(args, spec)
     workdir = Path.cwd()
     arguments = ["--data", str(Path(args.data).resolve()), "--experiment", args.experiment]
-    for flag, value in (("--budget", args.budget), ("--tracking-uri", args.tracking_uri), ("--storage", args.storage),
-                        ("--weights-dir", args.weights_dir), ("--dask-scheduler", args.dask_scheduler)):
+    for flag, value in (("--budget", args.budget), ("--weights-dir", args.weights_dir),
+                        ("--dask-scheduler", args.dask_scheduler)):
         if value:
             arguments += [flag, value]
+    # The tracking URI and the storage may hold passwords: they go to the env file, not the crontab.
+    environment = carried_environment(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri,
+                                      SMARTECG_OPTUNA_STORAGE=args.storage)
     log_file = Path(args.log).resolve() if args.log else workdir / "mlruns" / "nightly.log"
-    line = cron_line(args.at, spec.name, workdir=workdir, arguments=arguments, log_file=log_file)
+    env_file = Path(args.env_file).resolve() if args.env_file else workdir / "mlruns" / f"nightly-{spec.name}.env"
+    line = cron_line(args.at, spec.name, workdir=workdir, arguments=arguments, log_file=log_file, env_file=env_file)
     if args.print:
         print(line)
+        print(f"(the line reads {env_file}, which install writes: {', '.join(environment) or 'no variables'})",
+              file=sys.stderr)
         return 0
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    changed = install(line, spec.name, user=args.user)
+    write_env_file(env_file, environment, user=args.user)
+    try:
+        changed = install(line, spec.name, user=args.user)
+    except CronError as exc:
+        print(f"smartecg: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{'installed' if changed else 'already installed'}: {line}")
+    print(f"the run's environment: {env_file} (mode 0600): {', '.join(environment) or 'no variables'}")
     return 0
 
 
 def _schedule_remove(args) -> int:
     from automl.experiment import load_spec
-    from automl.schedule import remove
+    from automl.schedule import CronError, env_file_of, remove
 
     name = load_spec(args.experiment).name
-    removed = remove(name, user=args.user)
-    print(f"removed the nightly line of {name}" if removed else f"no nightly line of {name} in the crontab")
+    try:
+        removed = remove(name, user=args.user)
+    except CronError as exc:
+        print(f"smartecg: error: {exc}", file=sys.stderr)
+        return 2
+    if not removed:
+        print(f"no nightly line of {name} in the crontab")
+        return 0
+    env_files = [str(path) for path in map(env_file_of, removed) if path is not None]
+    print(f"removed the nightly line of {name}" + (f" and its environment file {', '.join(env_files)}"
+                                                   if env_files else ""))
     return 0
 
 

@@ -3,19 +3,23 @@
 The lock is ``flock`` on the file, so a run killed at any moment (``kill -9`` included) can never
 leave a lock that blocks the next one. The file also says who holds it (host, pid, start, command)
 for the message a second run shows; a holder that ended cleanly empties it, so a file that still
-names a holder when its lock is free was left by a run that died, and the next run says so.
+names a holder when its lock is free was left by a run that died, and the next run says so. The
+file is readable by every user, so a password in a URL of the command is masked.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import time
 from pathlib import Path
 
 __all__ = ["LockHeld", "RunLock"]
+
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*):\S*@")  # to the last "@": a password may hold one
 
 
 class LockHeld(RuntimeError):
@@ -46,7 +50,7 @@ class RunLock:
                            "one exits without doing anything") from None
         self.stale = _holder(fd) or None
         record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "command": " ".join(sys.argv)}
+                  "command": _without_passwords(" ".join(sys.argv))}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         os.fsync(fd)
@@ -64,6 +68,11 @@ class RunLock:
         if not self.stale:
             return None
         return f"cleared a stale lock left by a {self.what} that died ({_describe(self.stale)})"
+
+
+def _without_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` masked: the file is world-readable."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 def _holder(fd: int) -> dict:

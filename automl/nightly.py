@@ -1,11 +1,12 @@
 """The nightly re-search: the same search every night on the data as it grows, never two at once.
 
 ``smartecg nightly`` takes a lock (:mod:`automl.lock`; a second run exits at once, a dead run's
-lock is taken over and reported), re-scans the data and compares it with the last night's scan
-(new, removed and changed images, data hash), runs the search with the spec's budget (Optuna
-studies resume from their storage; the saved split keeps the holdout fixed and sends new images
-to training), and writes a one-screen summary: printed, kept in the state folder, and logged
-with the data changes to the search's MLflow run.
+lock is taken over and reported), says which stores it uses (the first line of a cron log),
+re-scans the data and compares it with the last night's scan (new, removed and changed images,
+data hash), runs the search with the spec's budget (Optuna studies resume from their storage;
+the saved split keeps the holdout fixed and sends new images to training), and writes a
+one-screen summary: printed, kept in the state folder, and logged with the data changes to the
+search's MLflow run.
 
 The state folder (``$SMARTECG_CACHE/nightly/<experiment>`` by default) holds the lock, the last
 scan and the last summary. The scan is replaced only after the search ends, so a run killed at
@@ -14,6 +15,7 @@ any moment leaves the next one comparing against the last finished night.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,12 +100,14 @@ def run_nightly(spec, budget_seconds: float, *, data: str | Path, seed: int = 0,
     state = Path(state_dir) if state_dir is not None else default_state_dir(spec.name)
     root = Path(data)
     with RunLock(state / "nightly.lock", "nightly run") as lock:
+        optuna = _optuna_engine(spec)
+        # First, so that a cron log says where a run went even when it fails.
+        print(_stores_line(spec, root, tracking_uri, optuna, state), file=stream or sys.stdout, flush=True)
         notes = [lock.stale_message()] if lock.stale else []
         manifest = scan(root, progress=False)
         scanned = scan_table(manifest.frame, root)
         previous, previous_hash = _read_scan(state)
         changes = data_changes(scanned, previous, manifest.data_hash(), previous_hash)
-        optuna = _optuna_engine(spec)
         trials_before = optuna.trial_count(spec.name) if optuna else None
         started = time.strftime("%Y-%m-%d %H:%M")
         result = run_search(spec, budget_seconds, data=root, seed=seed, tracking_uri=tracking_uri, progress=progress,
@@ -127,6 +131,17 @@ def _optuna_engine(spec):
         return OptunaEngine(**spec.engine("optuna").options)
     except KeyError:
         return None
+
+
+def _stores_line(spec, root: Path, tracking_uri: str | None, optuna, state: Path) -> str:
+    """Which data, MLflow store, Optuna storage and state folder the run uses (passwords masked)."""
+    from automl.engines.optuna_storage import shown_storage
+    from automl.tracking import resolve_tracking_uri
+
+    stores = [f"data {root}", f"MLflow {shown_storage(resolve_tracking_uri(tracking_uri))}"]
+    if optuna is not None:
+        stores.append(f"Optuna {shown_storage(optuna.storage_url())}")
+    return f"nightly run of {spec.name}: " + ", ".join([*stores, f"state {state}"])
 
 
 def _summary(started: str, spec, changes: DataChanges, result, trials_before, trials_after, notes) -> str:

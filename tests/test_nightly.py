@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -12,9 +13,8 @@ import pandas as pd
 import pytest
 from cli_helpers import smartecg, smartecg_command
 
+from automl.schedule import read_env_file, write_env_file
 from features.synthetic import generate_dataset
-
-pytestmark = pytest.mark.slow
 
 SPEC = {  # YAML is a superset of JSON
     "name": "smartecg-nightly-test", "registry_name": "nightlytest", "metric": "macro_f1", "features": ["signals"],
@@ -34,6 +34,7 @@ def holdout_of(data) -> set[str]:
     return set(split.loc[split["split"] == "holdout", "sha256"])
 
 
+@pytest.mark.slow
 def test_nights_are_locked_log_what_changed_resume_the_study_and_keep_the_holdout(tmp_path):
     data = generate_dataset(tmp_path / "data", 6, seed=41, progress=False)
     spec = tmp_path / "nightly-test.yaml"
@@ -89,3 +90,35 @@ def test_nights_are_locked_log_what_changed_resume_the_study_and_keep_the_holdou
     changes = json.loads(artifact("data_changes.json"))
     assert len(changes["new"]) == 5 and all(p.split("/")[1].startswith("new-") for p in changes["new"])
     assert "5 new" in artifact("nightly_summary.txt")
+
+
+def test_the_env_file_is_the_owners_alone_and_gives_back_every_value(tmp_path):
+    values = {"MLFLOW_TRACKING_URI": "postgresql://smartecg:it's $ecret%20@db/mlflow",
+              "SMARTECG_CACHE": "/srv/cache with spaces", "PGPASSWORD": 'two\nlines "and" `ticks`'}
+    umask = os.umask(0)  # the most open a user might have
+    try:
+        path = write_env_file(tmp_path / "nightly.env", values)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_env_file(path) == values
+
+
+def test_nightly_takes_its_stores_and_cache_from_the_env_file(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    env_file = write_env_file(tmp_path / "nightly.env", {
+        "MLFLOW_TRACKING_URI": uri, "SMARTECG_CACHE": str(tmp_path / "cache"),
+        "SMARTECG_OPTUNA_STORAGE": "postgresql://smartecg:s3cret@db.invalid/optuna"})
+    missing = tmp_path / "pages"
+    night = smartecg("nightly", "--data", missing, "--env-file", env_file, cwd=tmp_path, check=False,
+                     env={"MLFLOW_TRACKING_URI": "", "SMARTECG_CACHE": ""})  # as cron starts it: neither set
+    assert night.returncode == 2 and f"{missing}: no such folder" in night.stderr, night.stderr
+    state = tmp_path / "cache" / "nightly" / "smartecg-nightly"
+    assert night.stdout.splitlines() == [f"nightly run of smartecg-nightly: data {missing}, MLflow {uri}, "
+                                         f"Optuna postgresql://smartecg:***@db.invalid/optuna, state {state}"]
+
+    env_file.chmod(0o644)
+    refused = smartecg("nightly", "--data", missing, "--env-file", env_file, cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [f"smartecg: error: {env_file} is open to other users (mode 0644) and may "
+                                           f"hold passwords; run `chmod 600 {env_file}`"]
