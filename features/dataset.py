@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features._progress import progress_disabled
+from features.atomic import write_text
 from features.cache import cache_root
 from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes, read_file
 
@@ -313,12 +313,8 @@ def _write_split_file(path: Path, frame: pd.DataFrame, saved: pd.DataFrame | Non
         out = pd.concat([out, away[[c for c in out.columns if c in away.columns]]], ignore_index=True)
     out = out.sort_values(["split", "label", "sha256"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: a crash never leaves a half-written split that would shift the holdout.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".split-", suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as fh:
-        fh.write(header + "\n")
-        out.to_csv(fh, index=False)
-    os.replace(tmp, path)
+    # Whole or not at all: a crash never leaves a half-written split that would shift the holdout.
+    write_text(path, header + "\n" + out.to_csv(index=False))
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -395,10 +391,7 @@ class _ScanMemory:
     def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.seen, fh)
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(self.seen))
         except OSError as exc:  # a read-only cache only makes the next scan slower
             log.debug("scan memory not saved to %s: %s", self.path, exc)
 

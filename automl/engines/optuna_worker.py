@@ -13,7 +13,6 @@ from __future__ import annotations
 import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 
 import json
-import os
 import pickle
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 
 from automl.engines.runner import mark_ready, watch_parent
 from automl.engines.trialfile import append_line
+from features.atomic import write_bytes
 
 # Epochs without a better validation score before a trial stops: a trial that has stopped
 # learning hands its time to the next one (a slice on 2 cores holds few trials).
@@ -62,7 +62,7 @@ def main(workdir: str) -> int:
         capped = job.get("max_trials") is not None and objective.calls >= job["max_trials"]
         done.update(ended="finished" if capped else "slice", trials=objective.calls,
                     trials_in_study=len(study.trials))
-    _write_atomic(root / "done.json", json.dumps(done).encode())
+    write_bytes(root / "done.json", json.dumps(done).encode())
     return 0
 
 
@@ -150,9 +150,9 @@ class _Objective:
                          description=setup.description, params=trial.params)
         path = self.root / "models" / f"trial-{trial.number:05d}.pkl"
         # The best epoch's validation probabilities: what the search calibrates the network on.
-        _write_atomic(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
+        write_bytes(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
                                                           y=self.y[self.val_idx]))
-        _write_atomic(path, pickle.dumps(model))
+        write_bytes(path, pickle.dumps(model))
         record["model"] = str(path)
         record["extra"]["stopped_early"] = result.stopped_by_deadline
         record["extra"]["stopped_by_patience"] = result.stopped_early
@@ -183,13 +183,6 @@ def _npz(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A stop mid-write never leaves half a file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
