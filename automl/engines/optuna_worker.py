@@ -6,7 +6,8 @@ deadline. Each trial samples an architecture and its training set-up (:mod:`auto
 trains it with per-epoch validation reported to the pruner, and appends one line to
 ``WORKDIR/trials.jsonl`` as it ends (completed, pruned or failed); a completed trial's model is
 pickled to ``WORKDIR/models/`` first. The parent stops this process group at the slice's end, so
-a trial in flight is lost but nothing already written.
+a trial in flight is lost but nothing already written; the parent then marks it FAILED in the study
+(each trial carries this worker's tag, :func:`~automl.engines.optuna_storage.worker_tag`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from automl.engines.optuna_storage import WORKER_ATTR, worker_tag
 from automl.engines.runner import mark_ready, watch_parent
 from automl.engines.trialfile import append_line
 from features.atomic import write_bytes
@@ -38,7 +40,7 @@ def main(workdir: str) -> int:
 
     from automl.engines.deep_training import configure_tensorflow
     from automl.engines.optuna_space import make_pruner
-    from automl.engines.optuna_storage import open_storage
+    from automl.engines.optuna_storage import fail_cut_trials, open_storage, worker_tag
 
     configure_tensorflow(job["seed"], threads=job.get("threads", 2))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,6 +48,9 @@ def main(workdir: str) -> int:
         storage=open_storage(job["storage"]), study_name=job["study_name"], direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=job["seed"]), pruner=make_pruner(job["pruner"], job["max_epochs"]),
     )
+    # A worker in this folder before us died with its search (kill -9) and left its trial RUNNING.
+    fail_cut_trials(job["storage"], job["study_name"], worker_tag(root),
+                    "its worker died before finishing it (the search was killed)")
     for params in job.get("enqueue", []):
         study.enqueue_trial(params, skip_if_exists=False)
     objective = _Objective(job, root)
@@ -77,6 +82,7 @@ class _Objective:
         self.val_idx = np.asarray(job["val_idx"], dtype=np.int64)
         self._tensors: dict[tuple, np.ndarray] = {}
         self.calls = 0
+        self.tag = worker_tag(root)
         (root / "models").mkdir(exist_ok=True)
 
     def __call__(self, trial) -> float:
@@ -86,6 +92,8 @@ class _Objective:
 
         started = time.time()
         self.calls += 1
+        # Whose trial this is: when the slice's end cuts it, the search marks it FAILED.
+        trial.set_user_attr(WORKER_ATTR, self.tag)
         setup = sample_setup(trial, self.job)
         epochs: list[dict] = []
         record = {"description": setup.description, "params": trial.params, "score": None, "status": "failed",
