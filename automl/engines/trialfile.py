@@ -24,8 +24,9 @@ __all__ = ["LOCK_RETRY_SECONDS", "TrialTail", "append_line", "is_locked"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Waits before trying a trial's log again while SQLite says "database is locked" (another search,
-# the MLflow UI or an Optuna worker holding the write lock past the store's own busy timeout).
+# Waits before trying a trial's log again while SQLite says "database is locked": another search,
+# the MLflow UI or an Optuna worker held the write lock past the store's own busy timeout (MLflow
+# sets 20 s on each of its SQLite sessions), or SQLite refused at once to avoid a deadlock.
 LOCK_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0)
 
 
