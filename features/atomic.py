@@ -9,6 +9,10 @@ anything fails before the rename.
 * :func:`replacing` for libraries that save to a path themselves (``keras.Model.save``,
   ``np.save``): it yields the temporary path to save to, and puts the result in place on success.
 
+``durable=False`` skips the fsyncs (a few ms each on a disk) where a power cut may lose the file
+as long as it never leaves half of one that passes for whole: a cache entry that checks itself, a
+generated page made again on demand. The rename stays atomic for readers and for a killed process.
+
 Temporary files are named ``.tmp-<random>-<name>``: hidden (a dataset scan or a glob for pages
 skips them) and ending in the target's own name, so libraries that insist on a suffix (Keras'
 ``.keras``) accept them.
@@ -27,36 +31,37 @@ __all__ = ["TEMP_PREFIX", "replacing", "write_bytes", "write_text"]
 TEMP_PREFIX = ".tmp-"
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path``'s content with ``data``, atomically."""
-    with replacing(path) as tmp:
+    with replacing(path, durable=durable) as tmp:
         _write_new(tmp, data)
 
 
-def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8", *, durable: bool = True) -> None:
     """Replace ``path``'s content with ``text``, atomically."""
-    write_bytes(path, text.encode(encoding))
+    write_bytes(path, text.encode(encoding), durable=durable)
 
 
 @contextlib.contextmanager
-def replacing(path: str | os.PathLike) -> Iterator[Path]:
+def replacing(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write to; on a clean exit it replaces ``path``.
 
     Whatever is written there (a file, or a folder when ``path`` does not exist yet or is an empty
-    folder) is fsynced and renamed onto ``path``. When the block raises, the temporary path is
-    removed and ``path`` keeps its old content.
+    folder) is renamed onto ``path``; a file is fsynced first (a folder's files are the library's
+    to sync). When the block raises, the temporary path is removed and ``path`` keeps its old content.
     """
     path = Path(path)
     tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
     try:
         yield tmp
-        if tmp.is_file():  # a folder's files were written by a library that closed them already
+        if durable and tmp.is_file():
             _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def _write_new(path: Path, data: bytes) -> None:

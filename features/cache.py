@@ -78,7 +78,8 @@ class FeatureCache:
     def put(self, image_sha256: str, config_key: str, array: np.ndarray) -> None:
         path = self.path_for(image_sha256, config_key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(path, _encode(array))  # readers see the old entry or the new one, never half
+        # Readers see the old entry or the new one, never half; no fsync: an entry checks itself.
+        write_bytes(path, _encode(array), durable=False)
 
     def size_bytes(self) -> int:
         return self.stats().size_bytes

@@ -204,7 +204,8 @@ def _write_page(out: Path, label: str, index: int, seed: int, confound_covid: bo
     page_seed = np.random.SeedSequence([seed, CLASSES.index(label), index])
     page = make_page(label, page_seed, confound_covid=confound_covid, **layouts.choose(label, page_seed))
     rel = Path(label) / f"synth-{seed}-{index:04d}.jpg"
-    write_bytes(out / rel, page.jpeg_bytes())  # never a half-written page where a scan would find it
+    # Never a half-written page where a scan would find it; no fsync: a page is made again on demand.
+    write_bytes(out / rel, page.jpeg_bytes(), durable=False)
     return {"file": str(rel), "label": label, "lead_boxes": page.lead_boxes, **page.meta}
 
 

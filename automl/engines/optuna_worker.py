@@ -40,7 +40,7 @@ def main(workdir: str) -> int:
 
     from automl.engines.deep_training import configure_tensorflow
     from automl.engines.optuna_space import make_pruner
-    from automl.engines.optuna_storage import fail_cut_trials, open_storage, worker_tag
+    from automl.engines.optuna_storage import fail_cut_trials, open_storage
 
     configure_tensorflow(job["seed"], threads=job.get("threads", 2))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -159,7 +159,7 @@ class _Objective:
         path = self.root / "models" / f"trial-{trial.number:05d}.pkl"
         # The best epoch's validation probabilities: what the search calibrates the network on.
         write_bytes(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
-                                                          y=self.y[self.val_idx]))
+                                                       y=self.y[self.val_idx]))
         write_bytes(path, pickle.dumps(model))
         record["model"] = str(path)
         record["extra"]["stopped_early"] = result.stopped_by_deadline
