@@ -188,7 +188,7 @@ def scan(
 
     remembered.save()
     for s in skipped:
-        log.warning("skipped %s: %s", shown_path(s.path), s.reason)
+        log.warning("skipped %s: %s", s.path, s.reason)
     frame = pd.DataFrame(rows, columns=["path", "label", "sha256", "width", "height", "bytes",
                                         "mode", "format", "given_split"])
     frame, dropped = _resolve_duplicates(frame)
@@ -337,7 +337,7 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def shown_path(path: str | os.PathLike) -> str:
+def _printable(path: str | os.PathLike) -> str:
     """``path`` as text that can be printed: bytes of a name that are not UTF-8 shown as ``\\xNN``."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
@@ -349,7 +349,7 @@ def _left_out(path: Path, is_dir: bool) -> str | None:
         return "macOS archive leftovers (resource forks, not pages); delete the folder"
     if path.name.startswith("."):
         return f"hidden {kind} (name starts with '.'), not read"
-    if shown_path(path.name) != path.name:
+    if _printable(path.name) != path.name:
         return (f"{kind} name is not UTF-8 (shown with \\x escapes); rename it, e.g. "
                 "`convmv -f latin1 -t utf8 --notest -r <folder>`")
     return None
@@ -391,7 +391,7 @@ def _page_files(class_dir: Path, skipped: list[SkippedFile]) -> list[Path]:
 
 def _shown(path: Path) -> Path:
     # Skipped paths are printed and written to reports and MLflow, which take text only.
-    return Path(shown_path(path))
+    return Path(_printable(path))
 
 
 def _find_class_dirs(root: Path, skipped: list[SkippedFile]) -> tuple[str, list[tuple[Path, str, str]]]:
