@@ -26,8 +26,9 @@ T = TypeVar("T")
 
 # Waits before trying a trial's log again while SQLite says "database is locked": another search,
 # the MLflow UI or an Optuna worker held the write lock past the store's own busy timeout (MLflow
-# sets 20 s on each of its SQLite sessions), or SQLite refused at once to avoid a deadlock.
-LOCK_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0)
+# sets 20 s on each of its SQLite sessions), or SQLite refused at once to avoid a deadlock. Few and
+# short: each try may itself wait the store's timeout, and the next look (a second later) tries again.
+LOCK_RETRY_SECONDS = (0.5, 2.0)
 
 
 def append_line(path: str | os.PathLike, record: dict[str, Any]) -> None:
