@@ -8,12 +8,13 @@ those pages can score well without looking at a heartbeat, and the report must s
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from features.atomic import write_text
 
 __all__ = ["AUDITS", "AuditResult", "HEADER_FEATURES", "LayoutAudit", "METADATA_FEATURES", "header_audit",
            "header_profiles", "layout_audit", "load_audits", "metadata_audit", "save_audits"]
@@ -220,9 +221,7 @@ def save_audits(data_hash: str, summary: dict) -> None:
     path = _audit_file(data_hash)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({key: summary[key] for key in AUDITS}, default=str))
-        os.replace(tmp, path)
+        write_text(path, json.dumps({key: summary[key] for key in AUDITS}, default=str))
     except OSError:  # a read-only cache only costs the model card its audit section
         pass
 

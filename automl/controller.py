@@ -246,9 +246,10 @@ def _search(run: _Run, pages: _Pages) -> SearchResult:
 
     def log_trial(trial: Trial) -> str:
         nonlocal trials
+        run_id = search_run.tracker.log_trial(trial, spec.metric)  # first: a failed log is tried again
         trials += 1
         shown.trial(trial.score, trial.status == "ok")
-        return search_run.tracker.log_trial(trial, spec.metric)
+        return run_id
 
     engines_started = time.monotonic()
     candidates, turns = run_engines(spec, budget, training, log_trial, shown, engine_factory=run.engine_factory,

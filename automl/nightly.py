@@ -181,9 +181,6 @@ def _read_scan(state: Path) -> tuple[pd.DataFrame | None, str | None]:
 
 
 def _write_scan(state: Path, scanned: pd.DataFrame, data_hash: str) -> None:
-    path = state / "last_scan.csv"
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(f"# data_hash {data_hash}\n")
-        scanned.to_csv(handle, index=False)
-    os.replace(tmp, path)
+    from features.atomic import write_text
+
+    write_text(state / "last_scan.csv", f"# data_hash {data_hash}\n" + scanned.to_csv(index=False))

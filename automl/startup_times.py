@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from features.atomic import write_text
+
 __all__ = ["StartupTimes"]
 
 _KEEP = 5  # measurements kept per engine
@@ -37,9 +39,7 @@ class StartupTimes:
         table[engine] = ([*table.get(engine, []), round(float(seconds), 2)])[-_KEEP:]
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            part = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
-            part.write_text(json.dumps(table, indent=1))
-            os.replace(part, self.path)
+            write_text(self.path, json.dumps(table, indent=1))
         except OSError:  # a read-only cache only costs the next search its estimate
             pass
 

@@ -164,14 +164,24 @@ class SearchTracker:
 
     def log_trial(self, trial: Trial, metric: str) -> str:
         """A nested run for one evaluated trial, already ended with the trial's status."""
-        from mlflow.entities import RunTag
-
         run = self.client.create_run(
             self.experiment_id, run_name=f"{trial.engine}-{trial.number:04d}",
             tags={"mlflow.parentRunId": self.parent_run_id or "", TAG_ENGINE: trial.engine, TAG_KIND: "trial",
                   "smartecg.status": trial.status, **self._owner_tags},
         )
         run_id = run.info.run_id
+        try:
+            self._fill_trial_run(run_id, trial, metric)
+        except Exception:
+            # The trial is logged again when this fails (a locked store): no half-made run beside it.
+            with contextlib.suppress(Exception):
+                self.client.delete_run(run_id)
+            raise
+        return run_id
+
+    def _fill_trial_run(self, run_id: str, trial: Trial, metric: str) -> None:
+        from mlflow.entities import RunTag
+
         params = {"pipeline": trial.description, **{f"param.{k}": v for k, v in trial.params.items()}}
         metrics = {f"val_{metric}": trial.score, "fit_seconds": trial.fit_seconds}
         tags = [RunTag("smartecg.error", trial.error[:5000])] if trial.error else []
@@ -185,7 +195,6 @@ class SearchTracker:
         status = ("FINISHED" if trial.status in ("ok", "pruned")
                   else "KILLED" if trial.status == "stopped" else "FAILED")
         self.client.set_terminated(run_id, status)
-        return run_id
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from features.atomic import TEMP_PREFIX, write_bytes
 
 __all__ = ["CacheStats", "FeatureCache", "cache_root", "config_hash", "default_cache_dir"]
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _MAGIC = b"SECG1"
 _DIGEST_SIZE = 16
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = TEMP_PREFIX  # what features.atomic names its temporary files
 # A temp file this old belongs to a writer that died; a younger one may still be renamed into place.
 _STALE_TMP_SECONDS = 3600
 
@@ -77,14 +78,8 @@ class FeatureCache:
     def put(self, image_sha256: str, config_key: str, array: np.ndarray) -> None:
         path = self.path_for(image_sha256, config_key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".secg")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(_encode(array))
-            os.replace(tmp, path)  # atomic: readers see the old entry or the new one, never half
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Readers see the old entry or the new one, never half; no fsync: an entry checks itself.
+        write_bytes(path, _encode(array), durable=False)
 
     def size_bytes(self) -> int:
         return self.stats().size_bytes

@@ -8,7 +8,10 @@ Two layouts are read:
 
 Class folders are matched to the five classes ignoring case, spaces and punctuation, and the
 public dataset's original folder names are accepted. A bad file never stops a scan: it is listed
-in :attr:`Manifest.skipped` with the reason, and the scan goes on.
+in :attr:`Manifest.skipped` with the reason, and the scan goes on. Left out too, each with its line:
+hidden files and folders (``.DS_Store``, ``.thumbs/``), macOS archive leftovers (``__MACOSX/``),
+names that are not UTF-8 (shown with ``\\xNN`` escapes), and files larger than any page could be
+(:data:`MAX_PAGE_BYTES`).
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from features._progress import progress_disabled
+from features.atomic import write_text
 from features.cache import cache_root
 from features.imageio import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageReadError, probe_bytes, read_file
 
@@ -35,6 +38,7 @@ __all__ = [
     "CLASSES",
     "SPLITS",
     "DatasetError",
+    "MAX_PAGE_BYTES",
     "Manifest",
     "SkippedFile",
     "assign_splits",
@@ -75,6 +79,12 @@ _SPLIT_FOLDERS = {
 # is kept, so the evaluation set never loses an image to training.
 _SPLIT_PRIORITY = {"holdout": 0, "validation": 1, "train": 2, "": 3}
 SPLIT_FILE = "smartecg_split.csv"
+# A scanned 12-lead page is a few MB (JPEG or PNG); even uncompressed, an A4 page at 300 dpi in
+# colour is 26 MB and at 600 dpi in grey 35 MB. A bigger file is something else (a video, an
+# archive, a multi-page export), and reading it whole would hold that much memory per scan thread.
+MAX_PAGE_BYTES = 50 * 1024 * 1024
+# Folders that never hold pages: what macOS's archiver adds beside the files it zips.
+_JUNK_FOLDERS = {"__MACOSX"}
 _SPLIT_HEADER = "# smartecg split v1"
 
 
@@ -133,9 +143,12 @@ def scan(
     *,
     n_jobs: int = 4,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = MAX_PAGE_BYTES,
     progress: bool | None = None,
 ) -> Manifest:
     """Read every image under ``root`` once: hash, check it decodes, note its geometry.
+
+    Files above ``max_bytes`` are skipped unread.
 
     Raises:
         DatasetError: ``root`` is missing, a folder is not a known class, no image is usable,
@@ -144,12 +157,12 @@ def scan(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; point --data at a folder of class folders")
-    layout, class_dirs = _find_class_dirs(root)
-    warnings: list[str] = []
     skipped: list[SkippedFile] = []
+    layout, class_dirs = _find_class_dirs(root, skipped)
+    warnings: list[str] = []
     candidates: list[tuple[Path, str, str]] = []
     for class_dir, label, given_split in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = _page_files(class_dir, skipped)
         images = [p for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES]
         skipped += [
             SkippedFile(p, f"not an image file type ({p.suffix or 'no extension'}); "
@@ -161,7 +174,7 @@ def scan(
         candidates += [(p, label, given_split) for p in images]
 
     rows: list[dict] = []
-    remembered = _ScanMemory(root, max_pixels)
+    remembered = _ScanMemory(root, max_pixels, max_bytes)
     with ThreadPoolExecutor(max_workers=max(1, n_jobs)) as pool:
         results = pool.map(lambda c: remembered.read(c[0]), candidates)
         for (path, label, given_split), result in tqdm(
@@ -313,12 +326,8 @@ def _write_split_file(path: Path, frame: pd.DataFrame, saved: pd.DataFrame | Non
         out = pd.concat([out, away[[c for c in out.columns if c in away.columns]]], ignore_index=True)
     out = out.sort_values(["split", "label", "sha256"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: a crash never leaves a half-written split that would shift the holdout.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".split-", suffix=".csv")
-    with os.fdopen(fd, "w", newline="") as fh:
-        fh.write(header + "\n")
-        out.to_csv(fh, index=False)
-    os.replace(tmp, path)
+    # Whole or not at all: a crash never leaves a half-written split that would shift the holdout.
+    write_text(path, header + "\n" + out.to_csv(index=False))
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -328,8 +337,65 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _printable(path: str | os.PathLike) -> str:
+    """``path`` as text that can be printed: bytes of a name that are not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _left_out(path: Path, is_dir: bool) -> str | None:
+    """Why a file or folder met in a scan is not looked at, or None when it is."""
+    kind = "folder" if is_dir else "file"
+    if is_dir and path.name in _JUNK_FOLDERS:
+        return "macOS archive leftovers (resource forks, not pages); delete the folder"
+    if path.name.startswith("."):
+        return f"hidden {kind} (name starts with '.'), not read"
+    if _printable(path.name) != path.name:
+        return (f"{kind} name is not UTF-8 (shown with \\x escapes); rename it, e.g. "
+                "`convmv -f latin1 -t utf8 --notest -r <folder>`")
+    return None
+
+
+def _subfolders(parent: Path, skipped: list[SkippedFile]) -> list[Path]:
+    """The folders in ``parent`` a scan looks into; the others go to ``skipped`` with their reason."""
+    kept = []
+    for folder in sorted(p for p in parent.iterdir() if p.is_dir()):
+        reason = _left_out(folder, is_dir=True)
+        if reason is None:
+            kept.append(folder)
+        else:
+            skipped.append(SkippedFile(_shown(folder), reason))
+    return kept
+
+
+def _page_files(class_dir: Path, skipped: list[SkippedFile]) -> list[Path]:
+    """Every file under ``class_dir`` that is not left out (hidden, junk, not UTF-8), in order."""
+    files = []
+    for top, folders, names in os.walk(class_dir):
+        top_path = Path(top)
+        for name in list(folders):
+            reason = _left_out(top_path / name, is_dir=True)
+            if reason is not None:
+                folders.remove(name)  # not walked into
+                skipped.append(SkippedFile(_shown(top_path / name), reason))
+        for name in names:
+            path = top_path / name
+            if not path.is_file():
+                continue  # a broken link, a socket
+            reason = _left_out(path, is_dir=False)
+            if reason is None:
+                files.append(path)
+            else:
+                skipped.append(SkippedFile(_shown(path), reason))
+    return sorted(files)
+
+
+def _shown(path: Path) -> Path:
+    # Skipped paths are printed and written to reports and MLflow, which take text only.
+    return Path(_printable(path))
+
+
+def _find_class_dirs(root: Path, skipped: list[SkippedFile]) -> tuple[str, list[tuple[Path, str, str]]]:
+    subdirs = _subfolders(root, skipped)
     split_dirs = [(d, _SPLIT_FOLDERS[d.name.lower()]) for d in subdirs if d.name.lower() in _SPLIT_FOLDERS]
     if any(split == "train" for _, split in split_dirs):
         layout, parents = "split", split_dirs
@@ -341,7 +407,7 @@ def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
         layout, parents = "flat", [(root, "")]
     found = []
     for parent, given_split in parents:
-        for d in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for d in (_subfolders(parent, skipped) if parent != root else subdirs):
             label = canonical_class(d.name)
             if label is None:
                 raise DatasetError(
@@ -358,19 +424,26 @@ def _find_class_dirs(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
 
 
 class _ScanMemory:
-    """What the last scan of this folder found per file, reused while the file's size and mtime hold.
+    """What the last scan of this folder found per file, reused while the file is provably unchanged.
 
     Checking that a page decodes costs milliseconds; a nightly re-scan of thousands of unchanged
     pages should not pay it again. Kept in ``$SMARTECG_CACHE/scans``; a missing or unreadable
     memory just means every file is read.
+
+    Size and mtime alone do not prove a file unchanged: ``cp -p``, ``rsync -t`` and ``touch -d``
+    set the mtime they like. The inode's change time (ctime) cannot be set that way: the kernel
+    moves it to "now" on every write, rename or utime, and a file replaced by a copy has a new
+    inode as well. So a result is reused only while size, mtime, ctime and inode all hold (as git
+    decides whether a file changed). Re-hashing a sample of each file instead would still read it,
+    and miss a change outside the sample.
     """
 
-    VERSION = 1
+    VERSION = 2
 
-    def __init__(self, root: Path, max_pixels: int) -> None:
+    def __init__(self, root: Path, max_pixels: int, max_bytes: int = MAX_PAGE_BYTES) -> None:
         key = hashlib.sha256(f"{root.resolve()}|{max_pixels}|{self.VERSION}".encode()).hexdigest()[:16]
         self.path = cache_root() / "scans" / f"{root.name}-{key}.json"
-        self.max_pixels = max_pixels
+        self.max_pixels, self.max_bytes = max_pixels, max_bytes
         try:
             self.known = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -382,7 +455,10 @@ class _ScanMemory:
             st = path.stat()
         except OSError:
             return _read_one(path, self.max_pixels)  # says what is wrong with it
-        stamp = [st.st_size, st.st_mtime_ns]
+        if st.st_size > self.max_bytes:
+            return SkippedFile(path, f"{st.st_size / 2**20:.0f} MB, larger than any ECG page (limit "
+                                     f"{self.max_bytes / 2**20:.0f} MB); move it out, or save the page as JPEG or PNG")
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         entry = self.known.get(str(path))
         if isinstance(entry, dict) and entry.get("stamp") == stamp:
             result = entry["result"]
@@ -395,10 +471,7 @@ class _ScanMemory:
     def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.seen, fh)
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(self.seen))
         except OSError as exc:  # a read-only cache only makes the next scan slower
             log.debug("scan memory not saved to %s: %s", self.path, exc)
 

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from features._progress import progress_disabled
+from features.atomic import write_bytes
 from features.dataset import CLASSES
 
 __all__ = ["LEADS", "LayoutMix", "SyntheticPage", "demo_dataset", "generate_dataset", "make_page"]
@@ -203,9 +204,8 @@ def _write_page(out: Path, label: str, index: int, seed: int, confound_covid: bo
     page_seed = np.random.SeedSequence([seed, CLASSES.index(label), index])
     page = make_page(label, page_seed, confound_covid=confound_covid, **layouts.choose(label, page_seed))
     rel = Path(label) / f"synth-{seed}-{index:04d}.jpg"
-    tmp = out / rel.with_suffix(".jpg.part")
-    tmp.write_bytes(page.jpeg_bytes())
-    os.replace(tmp, out / rel)  # never leave a half-written page where a scan would find it
+    # Never a half-written page where a scan would find it; no fsync: a page is made again on demand.
+    write_bytes(out / rel, page.jpeg_bytes(), durable=False)
     return {"file": str(rel), "label": label, "lead_boxes": page.lead_boxes, **page.meta}
 
 

@@ -202,13 +202,42 @@ def test_bad_files_are_skipped_with_reasons(tmp_path, caplog):
 def test_nested_and_hidden_files(tmp_path):
     make_class(tmp_path / "MI", 2)
     nested = make_image(tmp_path / "MI" / "session2" / "page.png")
-    make_image(tmp_path / "MI" / ".thumb.png")  # hidden: ignored
+    make_image(tmp_path / "MI" / ".thumb.png")  # hidden: skipped, said
     make_image(tmp_path / ".cache" / "x.png")  # hidden folder in root: not a class
     m = scan(tmp_path)
     paths = set(map(Path, m.frame["path"]))
     assert nested in paths
     assert len(paths) == 3
-    assert m.skipped == []
+    assert {s.path: s.reason for s in m.skipped} == {
+        tmp_path / "MI" / ".thumb.png": "hidden file (name starts with '.'), not read",
+        tmp_path / ".cache": "hidden folder (name starts with '.'), not read",
+    }
+
+
+def test_odd_names_junk_folders_and_oversized_files_each_get_one_line_and_the_scan_goes_on(tmp_path, caplog):
+    good = make_class(tmp_path / "Normal", 2)
+    latin1 = os.path.join(os.fsencode(tmp_path / "Normal"), b"caf\xe9.png")  # a Windows-1252 name
+    with open(latin1, "wb") as fh:
+        unique_image().save(fh, "PNG")
+    make_image(tmp_path / "__MACOSX" / "Normal" / "._img_000.png")  # at the root: not a class folder
+    make_image(tmp_path / "Normal" / "__MACOSX" / "._img_001.png")  # inside a class folder
+    make_image(tmp_path / "Normal" / ".thumbs" / "img_000.png")
+    make_image(tmp_path / "Normal" / ".img_000.png")
+    with open(tmp_path / "Normal" / "scan.tif", "wb") as fh:
+        fh.truncate(51 * 2**20)  # sparse: the size of a page that is not one, without the disk it takes
+    with caplog.at_level(logging.WARNING, logger="features.dataset"):
+        m = scan(tmp_path)
+    assert sorted(map(Path, m.frame["path"])) == sorted(good)
+    reasons = {str(s.path): s.reason for s in m.skipped}
+    shown = str(tmp_path / "Normal" / "caf\\xe9.png")
+    assert set(reasons) == {shown, str(tmp_path / "__MACOSX"), str(tmp_path / "Normal" / "__MACOSX"),
+                            str(tmp_path / "Normal" / ".thumbs"), str(tmp_path / "Normal" / ".img_000.png"),
+                            str(tmp_path / "Normal" / "scan.tif")}
+    assert "not UTF-8" in reasons[shown] and "rename" in reasons[shown]
+    assert "macOS archive leftovers" in reasons[str(tmp_path / "__MACOSX")]
+    assert reasons[str(tmp_path / "Normal" / "scan.tif")].startswith("51 MB, larger than any ECG page (limit 50 MB)")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert sorted(line.split(":")[0] for line in lines) == sorted(f"skipped {path}" for path in reasons)
 
 
 # ----------------------------------------------------------------------------- accepted types and columns
@@ -618,3 +647,16 @@ def test_a_rescan_reads_only_files_that_changed(tmp_path, monkeypatch):
     assert reads == [changed]
     row = third.frame[third.frame["path"] == changed].iloc[0]
     assert row["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
+
+
+def test_a_page_rewritten_with_its_size_and_mtime_kept_is_hashed_again(tmp_path):
+    page = tmp_path / "data" / "MI" / "page.bmp"  # uncompressed: other pixels, same size
+    page.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 48), "white").save(page)
+    before = page.stat()
+    first = scan(tmp_path / "data").frame["sha256"].iloc[0]
+    Image.new("RGB", (64, 48), "black").save(page)  # as `cp -p` or `rsync -t` over it would
+    os.utime(page, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (page.stat().st_size, page.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = scan(tmp_path / "data").frame["sha256"].iloc[0]
+    assert again == hashlib.sha256(page.read_bytes()).hexdigest() != first

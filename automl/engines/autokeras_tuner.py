@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from automl.engines.autokeras_space import pinned_hyperparameters, starts, uses_
 from automl.engines.keras_model import KerasClassifier
 from automl.engines.trialfile import append_line
 from automl.evaluate import evaluate
+from features.atomic import write_bytes, write_text
 
 __all__ = ["KeptNetworks", "SliceJob", "SliceTuner"]
 
@@ -97,9 +97,7 @@ class KeptNetworks:
         return False
 
     def write(self) -> None:
-        part = self.path.with_suffix(".pkl.part")
-        part.write_bytes(pickle.dumps({"entries": self.entries}))
-        os.replace(part, self.path)
+        write_bytes(self.path, pickle.dumps({"entries": self.entries}))
 
 
 class SliceTuner(greedy.Greedy):
@@ -269,6 +267,4 @@ def _number(logs, key: str) -> float | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    part = path.with_suffix(".json.part")
-    part.write_text(json.dumps(data, default=str))
-    os.replace(part, path)
+    write_text(path, json.dumps(data, default=str))

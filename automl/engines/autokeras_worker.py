@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 
 from automl.engines.runner import mark_ready, watch_parent
+from features.atomic import write_text
 
 
 def main(workdir: str) -> int:
@@ -124,9 +125,7 @@ def _export_best(classifier, tuner, job: dict, search_end: float) -> float | Non
 
 
 def _write_done(path: Path, timings: dict, *, out_of_time: bool = False, error: str = "") -> None:
-    part = path / "done.json.part"
-    part.write_text(json.dumps({**timings, "out_of_time": out_of_time, "error": error}))
-    os.replace(part, path / "done.json")
+    write_text(path / "done.json", json.dumps({**timings, "out_of_time": out_of_time, "error": error}))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from __future__ import annotations
 import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 
 import json
-import os
 from pathlib import Path
+
+from features.atomic import replacing, write_text
 
 from features.pretrained import (BACKBONE_VIEWS, MODEL_FILE, RECIPE_FILE, Backbone, BackboneUnavailable,
                                  backbone_dir, find_backbone, load_backbone)
@@ -24,12 +25,10 @@ __all__ = ["BACKBONE_VIEWS", "Backbone", "BackboneUnavailable", "backbone_dir", 
 def save_backbone(model, recipe: dict, folder: Path) -> Path:
     """Write ``model`` and ``recipe`` into ``folder`` whole: a crash mid-save leaves the previous backbone."""
     folder.mkdir(parents=True, exist_ok=True)
-    part = folder / (MODEL_FILE + ".part.keras")  # Keras insists on the suffix
-    model.save(part)
-    recipe_part = folder / (RECIPE_FILE + ".part")
-    recipe_part.write_text(json.dumps(recipe, indent=2, default=float))
-    os.replace(part, folder / MODEL_FILE)
-    os.replace(recipe_part, folder / RECIPE_FILE)
+    # The model first: a recipe never describes a model that is not there yet.
+    with replacing(folder / MODEL_FILE) as part:
+        model.save(part)
+    write_text(folder / RECIPE_FILE, json.dumps(recipe, indent=2, default=float))
     return folder
 
 

@@ -22,8 +22,10 @@ from automl.engines.base import Candidate, EngineReport, TrainingData, TrialLog
 from automl.engines.folds import validation_split
 from automl.engines.networks import FAMILIES
 from automl.engines.optuna_space import DEFAULT_BACKBONES, conflicting_choices, space_choices
-from automl.engines.runner import read_json
-from automl.engines.worker_engine import WorkerEngine, wall_clock
+from automl.engines.optuna_storage import fail_cut_trials, worker_tag
+from automl.engines.runner import WorkerRun, read_json
+from automl.engines.trialfile import TrialTail
+from automl.engines.worker_engine import EngineCall, WorkerEngine, wall_clock
 
 __all__ = ["OptunaEngine", "default_storage", "default_study_name"]
 
@@ -126,6 +128,17 @@ class OptunaEngine(WorkerEngine):
         self.report = self._report(seconds, time.monotonic() - call.started, run, trials.records,
                                    read_json(call.workdir / "done.json"))
         return self._best(self._records)
+
+    def _after_worker(self, call: EngineCall, run: WorkerRun, trials: TrialTail) -> None:
+        """The trial the worker was in when it stopped stays RUNNING in the study: it is FAILED now."""
+        reason = ("cut at the end of its slice" if run.stopped
+                  else f"its worker ended before finishing it (exit {run.returncode})")
+        job = read_json(call.workdir / "job.json")
+        try:
+            fail_cut_trials(job["storage"], job["study_name"], worker_tag(call.workdir), reason)
+        except Exception as exc:  # bookkeeping: never fail the engine's trials over it
+            log.warning("optuna: a trial cut off in %s could not be marked FAILED in the study (%s); the next "
+                        "worker in that folder does it", job["study_name"], str(exc).splitlines()[0][:200])
 
     def _report(self, slice_seconds: float, seconds: float, run, records: list[dict], done: dict) -> EngineReport:
         ended = "slice" if run.stopped else done.get("ended", "finished")

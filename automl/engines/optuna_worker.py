@@ -6,14 +6,14 @@ deadline. Each trial samples an architecture and its training set-up (:mod:`auto
 trains it with per-epoch validation reported to the pruner, and appends one line to
 ``WORKDIR/trials.jsonl`` as it ends (completed, pruned or failed); a completed trial's model is
 pickled to ``WORKDIR/models/`` first. The parent stops this process group at the slice's end, so
-a trial in flight is lost but nothing already written.
+a trial in flight is lost but nothing already written; the parent then marks it FAILED in the study
+(each trial carries this worker's tag, :func:`~automl.engines.optuna_storage.worker_tag`).
 """
 from __future__ import annotations
 
 import automl._tf_env  # noqa: F401  (before TensorFlow is imported)
 
 import json
-import os
 import pickle
 import sys
 import time
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from automl.engines.optuna_storage import WORKER_ATTR, worker_tag
 from automl.engines.runner import mark_ready, watch_parent
 from automl.engines.trialfile import append_line
+from features.atomic import write_bytes
 
 # Epochs without a better validation score before a trial stops: a trial that has stopped
 # learning hands its time to the next one (a slice on 2 cores holds few trials).
@@ -38,7 +40,7 @@ def main(workdir: str) -> int:
 
     from automl.engines.deep_training import configure_tensorflow
     from automl.engines.optuna_space import make_pruner
-    from automl.engines.optuna_storage import open_storage
+    from automl.engines.optuna_storage import fail_cut_trials, open_storage
 
     configure_tensorflow(job["seed"], threads=job.get("threads", 2))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,6 +48,9 @@ def main(workdir: str) -> int:
         storage=open_storage(job["storage"]), study_name=job["study_name"], direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=job["seed"]), pruner=make_pruner(job["pruner"], job["max_epochs"]),
     )
+    # A worker in this folder before us died with its search (kill -9) and left its trial RUNNING.
+    fail_cut_trials(job["storage"], job["study_name"], worker_tag(root),
+                    "its worker died before finishing it (the search was killed)")
     for params in job.get("enqueue", []):
         study.enqueue_trial(params, skip_if_exists=False)
     objective = _Objective(job, root)
@@ -62,7 +67,7 @@ def main(workdir: str) -> int:
         capped = job.get("max_trials") is not None and objective.calls >= job["max_trials"]
         done.update(ended="finished" if capped else "slice", trials=objective.calls,
                     trials_in_study=len(study.trials))
-    _write_atomic(root / "done.json", json.dumps(done).encode())
+    write_bytes(root / "done.json", json.dumps(done).encode())
     return 0
 
 
@@ -77,6 +82,7 @@ class _Objective:
         self.val_idx = np.asarray(job["val_idx"], dtype=np.int64)
         self._tensors: dict[tuple, np.ndarray] = {}
         self.calls = 0
+        self.tag = worker_tag(root)
         (root / "models").mkdir(exist_ok=True)
 
     def __call__(self, trial) -> float:
@@ -86,6 +92,8 @@ class _Objective:
 
         started = time.time()
         self.calls += 1
+        # Whose trial this is: when the slice's end cuts it, the search marks it FAILED.
+        trial.set_user_attr(WORKER_ATTR, self.tag)
         setup = sample_setup(trial, self.job)
         epochs: list[dict] = []
         record = {"description": setup.description, "params": trial.params, "score": None, "status": "failed",
@@ -150,9 +158,9 @@ class _Objective:
                          description=setup.description, params=trial.params)
         path = self.root / "models" / f"trial-{trial.number:05d}.pkl"
         # The best epoch's validation probabilities: what the search calibrates the network on.
-        _write_atomic(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
-                                                          y=self.y[self.val_idx]))
-        _write_atomic(path, pickle.dumps(model))
+        write_bytes(path.with_suffix(".val.npz"), _npz(proba=classifier.predict_proba(x[self.val_idx]),
+                                                       y=self.y[self.val_idx]))
+        write_bytes(path, pickle.dumps(model))
         record["model"] = str(path)
         record["extra"]["stopped_early"] = result.stopped_by_deadline
         record["extra"]["stopped_by_patience"] = result.stopped_early
@@ -183,13 +191,6 @@ def _npz(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A stop mid-write never leaves half a file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from features.atomic import write_text
+
 __all__ = ["WorkerRun", "mark_ready", "read_json", "run_worker", "watch_parent"]
 
 GRACE_SECONDS = 3.0
@@ -95,10 +97,7 @@ def mark_ready(workdir: str | os.PathLike) -> float | None:
     """In a worker: imports and set-up are done, trials start now. Returns the start-up seconds."""
     spawned = float(os.environ.get("SMARTECG_SPAWNED_AT", "nan"))
     seconds = time.time() - spawned if spawned == spawned else None
-    path = Path(workdir) / _READY
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps({"startup_seconds": seconds}))
-    os.replace(part, path)
+    write_text(Path(workdir) / _READY, json.dumps({"startup_seconds": seconds}))
     return seconds
 
 

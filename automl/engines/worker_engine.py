@@ -82,7 +82,7 @@ class WorkerEngine:
         (call.workdir / "job.json").write_text(json.dumps(job))
         run = run_worker(self.worker_module, call.workdir, until, poll=trials.poll, env=env, since=call.started,
                          stop=stop)
-        trials.poll()
+        trials.poll(last=True)  # what the worker wrote last; a store still locked now raises
         self._after_worker(call, run, trials)
         self._logged += len(trials.records)
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
