@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from features.atomic import replacing
+
 __all__ = ["CARRIED_ENVIRONMENT", "CronError", "carried_environment", "cron_line", "env_file_of", "install",
            "installed_lines", "parse_time", "read_env_file", "remove", "write_env_file"]
 
@@ -116,20 +118,13 @@ def write_env_file(path: str | Path, variables: dict[str, str], user: str | None
     text = (f"# The environment of `smartecg nightly`, written by `smartecg schedule install` on "
             f"{time.strftime('%Y-%m-%d %H:%M')}.\n# Mode 0600: it may hold passwords.\n"
             + "".join(f"{name}={shlex.quote(value)}\n" for name, value in variables.items()))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         # Created 0600, so never readable by others, not even for a moment; then written and renamed.
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
             os.fchmod(handle.fileno(), 0o600)  # whatever the umask
             if user:
                 _give_to(handle.fileno(), user, path)
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
