@@ -175,9 +175,11 @@ def _settle(client, name: str, version: str, score: float, metric: str, holdout:
     holdout they were scored on, so ``smartecg pull --version`` reaches either.
     """
     scores: dict[str, tuple[float | None, str]] = {}
+    compared: list[str | None] = []  # the champions it was compared against, in turn
     for _ in range(MAX_COMPARISONS):
         champion = _alias_version(client, name, CHAMPION)
         decision = _decide(name, champion, score, metric, holdout, scores)
+        compared.append(decision.champion)
         current = _alias_version(client, name, CHAMPION)  # the check, as close to the move as we can have it
         if _version_of(current) != decision.champion:
             log.info("champion of %s moved from v%s to v%s while v%s was compared; comparing again",
@@ -187,9 +189,13 @@ def _settle(client, name: str, version: str, score: float, metric: str, holdout:
         if decision.alias == CHAMPION and champion is not None:
             # The version it displaced is the runner-up: kept reachable as the challenger.
             client.set_registered_model_alias(name, CHALLENGER, champion.version)
+        if decision.champion != compared[0]:  # say so: it ends compared with another champion than it began with
+            decision.reason += (f" (another search moved the champion from {_named(compared[0])} to "
+                                f"{_named(decision.champion)} during the comparison)")
         return decision
     reason = (f"the champion changed {MAX_COMPARISONS} times while v{version} was compared (other searches "
-              f"promoting at once); it stays challenger, to be compared by a later search")
+              f"promoting at once); it is made challenger rather than compared any further (its score and holdout "
+              f"are in its tags)")
     log.warning(reason)
     client.set_registered_model_alias(name, CHALLENGER, version)
     return _Decision(CHALLENGER, reason, _version_of(_alias_version(client, name, CHAMPION)), None)
@@ -206,7 +212,8 @@ def _decide(name: str, champion, score: float, metric: str, holdout: Holdout,
     theirs, source = scores[their_version]
     if theirs is None:  # an old model that no longer loads or runs is kept: never replaced on a failure
         reason = (f"champion v{their_version} could not be re-scored on this holdout ({source}); it stays "
-                  f"champion and this version is challenger")
+                  f"champion and this version is challenger (check v{their_version} with "
+                  f"`smartecg pull --version {their_version}`; if it is broken, move the alias by hand)")
         log.warning(reason)
         return _Decision(CHALLENGER, reason, their_version, None)
     if score > theirs:
@@ -234,6 +241,10 @@ def _champion_score(name: str, champion, metric: str, holdout: Holdout) -> tuple
 
 def _version_of(model_version) -> str | None:
     return None if model_version is None else str(model_version.version)
+
+
+def _named(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def _run_tag(tracker, key: str) -> str:

@@ -184,6 +184,7 @@ def test_two_searches_promoting_at_once_leave_the_better_as_champion(pages, stor
     # The second to finish saw the champion move and compared against the first, not against the
     # champion it started with.
     assert last.previous_version == results[order[0]].version
+    assert f"moved the champion from v{first.version} to v{last.previous_version}" in last.reason
     how = "its score when registered, on this same holdout" if shared_holdout else "re-scored on this holdout"
     assert how in last.reason
 
@@ -242,3 +243,39 @@ def test_scores_are_compared_only_on_the_same_holdout(pages, store):
     assert corrected.score == 1.0 and corrected.previous_score < 0.5
     assert corrected.alias == CHAMPION
     assert aliases(store) == {CHAMPION: corrected.version, CHALLENGER: first.version}
+
+
+class RivalHoldout(Holdout):
+    """A holdout on which, each time a champion is scored, another search moves the alias to one
+    of ``rivals`` (registered versions of the same old model), as a busy registry would."""
+
+    def __init__(self, holdout: Holdout, client, rivals: list[str]) -> None:
+        super().__init__(holdout.paths, holdout.labels, holdout.identity)
+        object.__setattr__(self, "client", client)
+        object.__setattr__(self, "rivals", rivals)
+
+    def score(self, name, version, metric):
+        result = super().score(name, version, metric)
+        if self.rivals:
+            self.client.set_registered_model_alias(name, CHAMPION, self.rivals.pop(0))
+        return result
+
+
+def test_a_champion_that_keeps_moving_is_compared_a_bounded_number_of_times(pages, store):
+    from automl.registry import MAX_COMPARISONS
+    from automl.tracking import use_store
+
+    client = use_store(store)
+    old = promote_model(store, memoriser(pages, shifted(pages, pages["labels"]), "old"), pages,
+                        another_holdouts(pages))
+    registered = client.get_model_version(NAME, old.version)
+    rivals = [str(client.create_model_version(NAME, registered.source, registered.run_id, tags=registered.tags).version)
+              for _ in range(MAX_COMPARISONS)]
+    last_rival = rivals[-1]
+    holdout = RivalHoldout(Holdout.of(pages["paths"], pages["labels"]), client, rivals)
+
+    new = promote_model(store, memoriser(pages, pages["labels"], "better than every rival"), pages, holdout)
+
+    assert rivals == []  # it compared against every champion it saw, then stopped
+    assert new.alias == CHALLENGER and f"the champion changed {MAX_COMPARISONS} times" in new.reason
+    assert aliases(store) == {CHAMPION: last_rival, CHALLENGER: new.version}
