@@ -291,9 +291,9 @@ def _search(run: _Run, pages: _Pages) -> SearchResult:
             _refit_on_every_page(best, model_features, vectors, frame["label"], classes, tracker, shown)
         shown.set_stage("registry")
         from automl.audit import load_audits
-        from automl.registry import promote
+        from automl.registry import Holdout, promote
 
-        promotion = promote(tracker, spec, best, holdout_paths=holdout_paths, holdout_labels=y_holdout,
+        promotion = promote(tracker, spec, best, holdout=Holdout.of(holdout_paths, y_holdout, holdout["sha256"]),
                             data_hash=data_hash, data_counts=_split_counts(frame), audits=load_audits(data_hash))
         if spec.explain_pages:
             shown.set_stage("explain")

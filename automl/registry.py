@@ -1,9 +1,15 @@
 """Champion / challenger promotion in the MLflow Model Registry, and pulling a version to disk.
 
 A search's best model becomes a new version of the registered model (default ``smartecg``)
-with its holdout metrics, data hash, engine and git commit as tags. It takes the alias
-``champion`` only if it beats the current champion re-scored on the same holdout; otherwise
-it gets ``challenger``.
+with its holdout metrics, data hash, engine and git commit as tags, and the identity of the
+holdout it was scored on. It takes the alias ``champion`` only if it beats the current champion
+on the same holdout (the champion's stored score when it was scored on this very holdout, else
+re-scored); otherwise it gets ``challenger``. A champion it replaces becomes ``challenger``.
+Scores on different holdouts are never compared, and a champion that cannot be re-scored stays.
+
+Two searches may promote at once. The alias moves only if the champion is still the one the
+new version was compared against; when it changed meanwhile, the new champion is compared too
+(see :func:`_settle` for the few milliseconds this leaves open).
 
 The registry never points at a half-written model: the model is saved and loaded back
 locally first, uploaded whole, then registered; the version must be READY before any alias moves,
@@ -12,6 +18,7 @@ they were.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import tempfile
@@ -26,7 +33,7 @@ import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 from automl.model_card import model_card
 from automl.pyfunc import evaluate_pages, save_ecg_model
 
-__all__ = ["CHAMPION", "CHALLENGER", "Promotion", "promote", "pull", "model_uri", "write_model_files"]
+__all__ = ["CHAMPION", "CHALLENGER", "Holdout", "Promotion", "promote", "pull", "model_uri", "write_model_files"]
 
 # The data report's audit keys, and the version tags the model card reads them from.
 _AUDIT_TAGS = {"shortcut_audit": "audit_metadata", "layout_audit": "audit_layout", "header_audit": "audit_header"}
@@ -35,6 +42,13 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "model"
+# Version tags: the identity of the holdout a version was scored on, and its unrounded score there
+# (the holdout_* tags are rounded for people). Not named holdout_*: the model card lists those.
+HOLDOUT_TAG = "scored_on_holdout"
+SCORE_TAG = "score_{metric}"
+# How many champions one promotion compares against before it gives up and stays challenger:
+# each further one means another search moved the alias while this one was comparing.
+MAX_COMPARISONS = 4
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,8 +58,8 @@ class Promotion:
     version: str
     alias: str  # the alias the new version got
     score: float
-    previous_version: str | None  # the champion before this search
-    previous_score: float | None  # its score on this search's holdout
+    previous_version: str | None  # the champion it was (last) compared against
+    previous_score: float | None  # its score on this search's holdout (None: none, or it could not be scored)
     reason: str
 
     @property
@@ -57,9 +71,38 @@ def model_uri(name: str, alias: str | None = CHAMPION, version: int | str | None
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np.ndarray, data_hash: str,
-            data_counts: dict | None = None, audits: dict | None = None) -> Promotion:
-    """Register ``best`` (a ScoredCandidate) as a new version and give it the alias it earned.
+@dataclass(frozen=True, eq=False)
+class Holdout:
+    """The labelled pages a search compares models on, and their identity.
+
+    The identity is a hash of the pages' content hashes and labels, not of their paths: two
+    searches share it only when they score on the same pages with the same labels, the only case
+    in which their scores can be compared. A page added, removed or relabelled makes another one.
+    """
+
+    paths: list[str]
+    labels: np.ndarray
+    identity: str
+
+    @classmethod
+    def of(cls, paths, labels, content_hashes=None) -> "Holdout":
+        """``content_hashes``: each page's sha256 (the dataset scan's); read from the files when not given."""
+        if content_hashes is None:
+            content_hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+        labels = np.asarray(labels, dtype=object)
+        digest = hashlib.sha256()
+        for sha, label in sorted(zip(content_hashes, labels)):  # the recipe of Manifest.data_hash
+            digest.update(f"{sha}:{label}\n".encode())
+        return cls([str(p) for p in paths], labels, digest.hexdigest()[:16])
+
+    def score(self, name: str, version: str, metric: str) -> tuple[float | None, str]:
+        """A registered version's score on these pages, or (None, why it could not be scored)."""
+        return _rescore(name, version, self.paths, self.labels, metric)
+
+
+def promote(tracker, spec, best, *, holdout: Holdout, data_hash: str, data_counts: dict | None = None,
+            audits: dict | None = None) -> Promotion:
+    """Register ``best`` (a ScoredCandidate, scored on ``holdout``) as a new version and give it the alias it earned.
 
     ``data_counts`` (pages per class and split) and ``audits`` (a data report's audit results on
     the same data) go to the version's tags, for its model card, which is also logged to the
@@ -83,7 +126,8 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
     tags = {"engine": best.candidate.engine, "data_hash": data_hash, "metric": metric,
             "pipeline": (best.candidate.description or model.description)[:5000],
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
-            "classes": ",".join(model.classes), "holdout_size": str(len(holdout_labels)),
+            "classes": ",".join(model.classes), "holdout_size": str(len(holdout.labels)),
+            HOLDOUT_TAG: holdout.identity, SCORE_TAG.format(metric=metric): repr(float(score)),
             "fitted_on": ("every page, holdout included (refitted after selection; its holdout figures are of the "
                           "same recipe fitted without the holdout)" if model.holdout_model is not None
                           else "the learn pages (train + validation); the holdout unseen")}
@@ -100,27 +144,107 @@ def promote(tracker, spec, best, *, holdout_paths: list[str], holdout_labels: np
                                           description=f"{best.candidate.engine}: {model.description}"[:1000])
     _wait_ready(client, name, version.version)
 
-    previous = _alias_version(client, name, CHAMPION)
-    previous_score, reason = None, "first model: no champion yet"
-    alias = CHAMPION
-    if previous is not None:
-        previous_score, problem = _rescore(name, previous.version, holdout_paths, holdout_labels, metric)
-        if problem:
-            reason = f"champion v{previous.version} could not be re-scored ({problem}); replaced"
-            log.warning(reason)
-        elif score > previous_score:
-            reason = f"beats champion v{previous.version} on this holdout: {metric} {score:.4f} > {previous_score:.4f}"
-        else:
-            alias = CHALLENGER
-            reason = (f"does not beat champion v{previous.version} on this holdout: "
-                      f"{metric} {score:.4f} <= {previous_score:.4f}")
-    client.set_registered_model_alias(name, alias, version.version)
-    tracker.set_tags(run_id, {"smartecg.registered_version": version.version, "smartecg.alias": alias})
-    client.set_model_version_tag(name, version.version, "promotion", reason)
+    decision = _settle(client, name, str(version.version), score, metric, holdout)
+    tracker.set_tags(run_id, {"smartecg.registered_version": version.version, "smartecg.alias": decision.alias})
+    client.set_model_version_tag(name, version.version, "promotion", decision.reason)
     card = model_card(name, client.get_model_version(name, version.version))
     tracker.client.log_text(run_id, card, "MODEL_CARD.md")
-    return Promotion(name, str(version.version), alias, score, previous.version if previous else None,
-                     previous_score, reason)
+    return Promotion(name, str(version.version), decision.alias, score, decision.champion, decision.champion_score,
+                     decision.reason)
+
+
+@dataclass
+class _Decision:
+    alias: str  # the alias the new version gets
+    reason: str
+    champion: str | None  # the champion version it was compared against (None: there was none)
+    champion_score: float | None  # that champion's score on this holdout (None: none, or not scorable)
+
+
+def _settle(client, name: str, version: str, score: float, metric: str, holdout: Holdout) -> _Decision:
+    """Compare ``version`` with the champion and move the alias it earns, if the champion is still that one.
+
+    MLflow offers neither a lock nor a compare-and-set on aliases, and a comparison takes minutes
+    (the champion is loaded and re-scored), so another search may move the champion meanwhile. The
+    champion is therefore read again right before the alias moves; when it changed, the new
+    champion is compared too (each champion is scored once per promotion), up to
+    ``MAX_COMPARISONS`` champions, after which the version stays challenger. What is left open is
+    the few milliseconds between that second read and the move: two searches passing their check
+    against the same champion in that instant both move the alias, and the later one wins without
+    having been compared with the other. Both versions stay registered, with their scores and the
+    holdout they were scored on, so ``smartecg pull --version`` reaches either.
+    """
+    scores: dict[str, tuple[float | None, str]] = {}
+    compared: list[str | None] = []  # the champions it was compared against, in turn
+    for _ in range(MAX_COMPARISONS):
+        champion = _alias_version(client, name, CHAMPION)
+        decision = _decide(name, champion, score, metric, holdout, scores)
+        compared.append(decision.champion)
+        current = _alias_version(client, name, CHAMPION)  # the check, as close to the move as we can have it
+        if _version_of(current) != decision.champion:
+            log.info("champion of %s moved from v%s to v%s while v%s was compared; comparing again",
+                     name, decision.champion, _version_of(current), version)
+            continue
+        client.set_registered_model_alias(name, decision.alias, version)
+        if decision.alias == CHAMPION and champion is not None:
+            # The version it displaced is the runner-up: kept reachable as the challenger.
+            client.set_registered_model_alias(name, CHALLENGER, champion.version)
+        if decision.champion != compared[0]:  # say so: it ends compared with another champion than it began with
+            decision.reason += (f" (another search moved the champion from {_named(compared[0])} to "
+                                f"{_named(decision.champion)} during the comparison)")
+        return decision
+    reason = (f"the champion changed {MAX_COMPARISONS} times while v{version} was compared (other searches "
+              f"promoting at once); it is made challenger rather than compared any further (its score and holdout "
+              f"are in its tags)")
+    log.warning(reason)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    return _Decision(CHALLENGER, reason, _version_of(_alias_version(client, name, CHAMPION)), None)
+
+
+def _decide(name: str, champion, score: float, metric: str, holdout: Holdout,
+            scores: dict[str, tuple[float | None, str]]) -> _Decision:
+    """Champion or challenger against ``champion`` (a ModelVersion or None); ``scores`` memoises its score."""
+    if champion is None:
+        return _Decision(CHAMPION, "first model: no champion yet", None, None)
+    their_version = str(champion.version)
+    if their_version not in scores:
+        scores[their_version] = _champion_score(name, champion, metric, holdout)
+    theirs, source = scores[their_version]
+    if theirs is None:  # an old model that no longer loads or runs is kept: never replaced on a failure
+        reason = (f"champion v{their_version} could not be re-scored on this holdout ({source}); it stays "
+                  f"champion and this version is challenger (check v{their_version} with "
+                  f"`smartecg pull --version {their_version}`; if it is broken, move the alias by hand)")
+        log.warning(reason)
+        return _Decision(CHALLENGER, reason, their_version, None)
+    if score > theirs:
+        return _Decision(CHAMPION, f"beats champion v{their_version} on this holdout: {metric} {score:.4f} > "
+                                   f"{theirs:.4f} ({source})", their_version, theirs)
+    return _Decision(CHALLENGER, f"does not beat champion v{their_version} on this holdout: {metric} "
+                                 f"{score:.4f} <= {theirs:.4f} ({source})", their_version, theirs)
+
+
+def _champion_score(name: str, champion, metric: str, holdout: Holdout) -> tuple[float | None, str]:
+    """(the champion's score on ``holdout``, where it came from), or (None, why it could not be scored).
+
+    Its stored score is used only when it was scored on this very holdout; otherwise it is re-scored.
+    """
+    if champion.tags.get(HOLDOUT_TAG) == holdout.identity:
+        try:
+            stored = float(champion.tags[SCORE_TAG.format(metric=metric)])
+        except (KeyError, ValueError):
+            stored = math.nan
+        if math.isfinite(stored):
+            return stored, "its score when registered, on this same holdout"
+    theirs, problem = holdout.score(name, str(champion.version), metric)
+    return (theirs, "re-scored on this holdout") if not problem else (None, problem)
+
+
+def _version_of(model_version) -> str | None:
+    return None if model_version is None else str(model_version.version)
+
+
+def _named(version: str | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def _run_tag(tracker, key: str) -> str:
