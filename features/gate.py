@@ -169,8 +169,13 @@ class PageGate(BaseEstimator):
             return PageCheck(name, REFUSED, f"{exc.reason}; {exc.hint}", source=source)
         orientation = self._orientation(strength) if hasattr(self, "orientation_") else "upright"
         _, undo, said = _TURNS[orientation]
-        novelty = self._novelty(undo(strength)) if hasattr(self, "neighbours_") else float("nan")
         upright_source = source if orientation == "upright" else _turned_source(source, undo)
+        if hasattr(self, "neighbours_"):
+            # From the page turned back at full resolution: shrinking the turned page would put thin
+            # lines in other pixel blocks than the upright page's, and the descriptor notices.
+            novelty = self._novelty(strength if orientation == "upright" else _small_strength(upright_source))
+        else:
+            novelty = float("nan")
         grey, _ = load_image_and_size(upright_source, min_side=_STRUCTURE_SIDE)
         refused, rows_found = check_structure(grey)
         fitted = novelty == novelty

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 from automl.model import ECGModel
@@ -13,6 +13,7 @@ from automl.registry import write_model_files
 from features.gate import ORIENTATIONS, READ, REFUSED, TURNED, PageGate, _TURNS
 from features.handcrafted import PageFeatures
 from features.imageio import load_image
+from features.not_ecg import not_ecg_pages
 from features.synthetic import LayoutMix, generate_dataset, make_page
 
 # A turned page is made by applying its turn to the upright page; the gate must name that turn.
@@ -21,42 +22,6 @@ TURNED_WAYS = [name for name in ORIENTATIONS if name != "upright"]
 
 def _turned(image: np.ndarray, orientation: str) -> np.ndarray:
     return np.ascontiguousarray(_TURNS[orientation][0](image))
-
-
-def not_ecg_pages() -> dict[str, np.ndarray]:
-    """Images that are not ECG pages: blank paper, noise, a gradient, charts, text, a 'photo'."""
-    rng = np.random.default_rng(0)
-    pages = {"blank": np.full((1572, 2213), 255, np.uint8),
-             "noise": rng.integers(0, 256, (1200, 1600)).astype(np.uint8),
-             "gradient": np.tile(np.linspace(0, 255, 1600), (1200, 1)).astype(np.uint8)}
-    bars = Image.new("L", (1600, 1200), 255)
-    draw = ImageDraw.Draw(bars)
-    for i in range(8):
-        draw.rectangle([150 + i * 170, 1100 - int(rng.integers(100, 900)), 250 + i * 170, 1100], fill=60)
-    draw.line([100, 1100, 1500, 1100], fill=0, width=3)
-    pages["bar chart"] = np.asarray(bars)
-    text = Image.new("L", (1600, 1200), 255)
-    draw = ImageDraw.Draw(text)
-    for y in range(80, 1150, 30):
-        draw.text((80, y), "Lorem ipsum dolor sit amet, consectetur adipiscing elit " * 2, fill=0)
-    pages["text"] = np.asarray(text)
-    photo = Image.new("RGB", (1600, 1200), (120, 160, 200))
-    draw = ImageDraw.Draw(photo)
-    for _ in range(30):
-        x, y, r = int(rng.integers(0, 1600)), int(rng.integers(0, 1200)), int(rng.integers(20, 200))
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-    pages["photo"] = np.asarray(photo)
-    plot = Image.new("L", (1600, 1200), 255)
-    walk = np.cumsum(rng.normal(0, 8, 1400)) + 600
-    ImageDraw.Draw(plot).line(list(zip(range(100, 1500), walk)), fill=0, width=2)
-    pages["line plot"] = np.asarray(plot)
-    waves = Image.new("L", (2000, 1400), 255)
-    draw = ImageDraw.Draw(waves)
-    for row in range(4):  # four rows of sine waves: rows of 'traces', but no ECG
-        xs = np.arange(100, 1900)
-        draw.line(list(zip(xs, 300 + row * 280 + 40 * np.sin(xs / 30.0))), fill=0, width=2)
-    pages["sine rows"] = np.asarray(waves)
-    return pages
 
 
 @pytest.fixture(scope="module")
