@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "read_file",
     "source_name",
     "probe_bytes",
+    "read_header",
 ]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
@@ -83,6 +85,13 @@ def probe_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
             im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
         _decode(im, name)
     return info
+
+
+def read_header(data: bytes, name: str = "<bytes>") -> ImageInfo:
+    """The header's facts without decoding a pixel, whatever the pixel count: for a caller (a server)
+    that refuses large pages with its own limit and status before anything is decoded."""
+    with _open(data, name, max_pixels=sys.maxsize) as im:
+        return ImageInfo(*_displayed_size(im), mode=im.mode, format=im.format)
 
 
 def load_image(
