@@ -91,7 +91,11 @@ def read_header(data: bytes, name: str = "<bytes>") -> ImageInfo:
     """The header's facts without decoding a pixel, whatever the pixel count: for a caller (a server)
     that refuses large pages with its own limit and status before anything is decoded."""
     with _open(data, name, max_pixels=sys.maxsize) as im:
-        return ImageInfo(*_displayed_size(im), mode=im.mode, format=im.format)
+        # Pillow looks for a PNG's EXIF after its pixels by decoding them all: a PNG's size is taken as stored
+        # unless its EXIF came first (the pixel count is the same either way).
+        as_stored = im.format == "PNG" and "exif" not in im.info
+        width, height = im.size if as_stored else _displayed_size(im)
+        return ImageInfo(width, height, mode=im.mode, format=im.format)
 
 
 def load_image(
