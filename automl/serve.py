@@ -27,7 +27,6 @@ import base64
 import concurrent.futures
 import io
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -440,19 +439,18 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8080, tracking_uri
     import uvicorn
     from PIL import Image
 
-    from automl.serve_guards import access_log, is_loopback, read_token
+    from automl.serve_guards import is_loopback, is_wildcard, read_token, start_access_log
 
     token = read_token(token_file) if token_file else None  # read once: a changed file needs a restart
     if token is None and not is_loopback(host):
         log.warning("listening on %s without --token-file: anyone who can reach this port can send pages and "
                     "read the answers", host)
+    if is_wildcard(host) and not allowed_hosts:
+        log.warning("listening on every interface: requests are answered only when their Host header is localhost, "
+                    "127.0.0.1 or ::1; add --allowed-host NAME for each name or address clients use")
     # Pillow's own bomb guard for anything decoded outside features.imageio: a warning above our limit, an error at 2x.
     Image.MAX_IMAGE_PIXELS = max_pixels
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
+    start_access_log()
     served = ServedModel(model, tracking_uri)
     if reload_on_promote:
         served.watch(poll_seconds)

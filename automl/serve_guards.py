@@ -14,10 +14,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import sys
 import time
 from pathlib import Path
 
-__all__ = ["LOOPBACK_HOSTS", "install_guards", "is_loopback", "read_token"]
+__all__ = ["LOOPBACK_HOSTS", "install_guards", "is_loopback", "is_wildcard", "read_token", "start_access_log"]
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # "every interface" is not a name a browser should use
@@ -47,10 +48,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_wildcard(host: str) -> bool:
+    """True for "every interface" (0.0.0.0, ::): a bind address, not a name a client sends."""
+    return host.strip("[]") in _WILDCARDS
+
+
+def start_access_log() -> None:
+    """The access log's lines on stderr, with their time, whatever the root logger does."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
 def allowed_hosts(bound_host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
     """Names the ``Host`` header may carry: loopback, the bound host (unless a wildcard), the operator's additions."""
     names = set(LOOPBACK_HOSTS) | {h.strip().strip("[]").lower() for h in extra if h.strip()}
-    if bound_host.strip("[]") not in _WILDCARDS:
+    if not is_wildcard(bound_host):
         names.add(bound_host.strip("[]").lower())
     return frozenset(names)
 
