@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -284,8 +285,10 @@ def gated(model_dir, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("gated")
     (tmp / "gated_pyfunc.py").write_text(REFUSING_MODEL)
-    mlflow.pyfunc.save_model(str(tmp / "model"), python_model=str(tmp / "gated_pyfunc.py"),
-                             artifacts={"ecg_model": str(model_dir / "artifacts" / "ecg_model.pkl")})
+    with warnings.catch_warnings():  # MLflow asks the test model for type hints on predict(): noise here
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(str(tmp / "model"), python_model=str(tmp / "gated_pyfunc.py"),
+                                 artifacts={"ecg_model": str(model_dir / "artifacts" / "ecg_model.pkl")})
     running = Server("--model", tmp / "model", tmp=tmp)
     yield running
     running.stop()
@@ -399,3 +402,19 @@ def test_a_page_uploaded_in_a_real_browser_shows_its_class_and_overlay(server, p
     WebDriverWait(chromium, 30).until(lambda b: b.find_element(By.ID, "error").text)
     assert "not an image" in chromium.find_element(By.ID, "error").text
     bad.unlink()
+
+
+def test_a_refused_page_shows_its_reason_in_the_browser(gated, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(blank_png(1100, 800))
+    chromium.get(gated.url)
+    WebDriverWait(chromium, 30).until(lambda b: "classes:" in b.find_element(By.ID, "model").text)
+    chromium.find_element(By.ID, "file").send_keys(str(blank))
+    WebDriverWait(chromium, 60).until(lambda b: b.find_element(By.ID, "refused").is_displayed()
+                                      or b.find_element(By.ID, "error").text)
+    assert "no ECG grid" in chromium.find_element(By.ID, "refused").text
+    assert chromium.find_element(By.ID, "class").text == "No class" and not chromium.find_elements(
+        By.CSS_SELECTOR, "#bars .bar")
