@@ -228,6 +228,20 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="the page's default explanation (default: auto)")
     serve.add_argument("--lime-samples", type=positive_int, default=100, help="LIME's perturbed pages (default 100)")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
+    serve.add_argument("--max-megapixels", type=float, default=40.0,
+                       help="largest page accepted, read from the image header before decoding (default 40: "
+                            "a 600 dpi A4 scan is 35)")
+    serve.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="time limit per request: 504 when the model overruns it, 503 when it waited that long "
+                            "(default 60)")
+    serve.add_argument("--allow-lime", action="store_true",
+                       help="allow LIME explanations (a hundred model runs per page; default: off, Grad-CAM and "
+                            "prediction only)")
+    serve.add_argument("--token-file", default=None, metavar="PATH",
+                       help="require 'Authorization: Bearer <token>' on /api/*, the token read once from PATH")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a name the Host header may carry besides localhost, 127.0.0.1, ::1 and --host "
+                            "(repeatable; a guard against DNS rebinding)")
     serve.add_argument("--reload-on-promote", action=argparse.BooleanOptionalAction, default=True,
                        help="watch the model's alias and serve the new version when a search promotes one "
                        "(default: on, for alias URIs)")
@@ -548,14 +562,15 @@ def _evaluate(args) -> int:
 def _serve(args) -> int:
     from automl.serve import serve
 
-    if args.max_upload_mb <= 0 or args.poll_seconds <= 0:
-        raise ValueError("--max-upload-mb and --poll-seconds must be positive")
+    if min(args.max_upload_mb, args.poll_seconds, args.max_megapixels, args.request_timeout) <= 0:
+        raise ValueError("--max-upload-mb, --max-megapixels, --request-timeout and --poll-seconds must be positive")
     print(f"SmartECG on http://{args.host}:{args.port} serving {args.model} (Ctrl-C to stop)", file=sys.stderr)
     try:
         serve(args.model, host=args.host, port=args.port, tracking_uri=args.tracking_uri,
-              max_upload_bytes=int(args.max_upload_mb * 2 ** 20), explain=args.explain,
-              lime_samples=args.lime_samples, reload_on_promote=args.reload_on_promote,
-              poll_seconds=args.poll_seconds)
+              max_upload_bytes=int(args.max_upload_mb * 2 ** 20), max_pixels=int(args.max_megapixels * 1e6),
+              explain=args.explain, lime_samples=args.lime_samples, allow_lime=args.allow_lime,
+              request_seconds=args.request_timeout, token_file=args.token_file, allowed_hosts=args.allowed_host,
+              reload_on_promote=args.reload_on_promote, poll_seconds=args.poll_seconds)
     except KeyboardInterrupt:
         pass
     return 0

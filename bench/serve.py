@@ -7,7 +7,7 @@ them), saves it as SmartECG saves registered models, starts the real server on a
 port, warms it with one request, then times N sequential requests of one unseen page for each
 mode: prediction only (``explain=none``) and with the LIME explanation and overlay
 (``explain=lime``), and the page itself (``GET /``). Prints p50, p95 and each mode's ratio to
-prediction only, measured in the same run.
+prediction only, measured in the same run. The server allows LIME (``--allow-lime``) for this.
 """
 import argparse
 import os
@@ -54,7 +54,7 @@ def main() -> None:
                                    root / "model")
         port = free_port()
         server = subprocess.Popen(smartecg_command() + ["serve", "--model", str(folder), "--port", str(port),
-                                                        "--lime-samples", str(args.lime_samples)],
+                                                        "--lime-samples", str(args.lime_samples), "--allow-lime"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "read_file",
     "source_name",
     "probe_bytes",
+    "read_header",
 ]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
@@ -83,6 +85,17 @@ def probe_bytes(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT
             im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
         _decode(im, name)
     return info
+
+
+def read_header(data: bytes, name: str = "<bytes>") -> ImageInfo:
+    """The header's facts without decoding a pixel, whatever the pixel count: for a caller (a server)
+    that refuses large pages with its own limit and status before anything is decoded."""
+    with _open(data, name, max_pixels=sys.maxsize) as im:
+        # Pillow looks for a PNG's EXIF after its pixels by decoding them all: a PNG's size is taken as stored
+        # unless its EXIF came first (the pixel count is the same either way).
+        as_stored = im.format == "PNG" and "exif" not in im.info
+        width, height = im.size if as_stored else _displayed_size(im)
+        return ImageInfo(width, height, mode=im.mode, format=im.format)
 
 
 def load_image(

@@ -5,10 +5,13 @@ import base64
 import concurrent.futures
 import io
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -41,25 +44,38 @@ def model_dir(synthetic_train, tmp_path_factory):
 
 
 class Server:
+    """``smartecg serve`` in its own process; its stderr (the access log among it) goes to ``self.log``."""
+
     def __init__(self, *args, env=None, tmp: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tmp = tmp / "server-tmp"
         self.tmp.mkdir(exist_ok=True)
-        self.process = subprocess.Popen(smartecg_command() + ["serve", "--port", str(self.port), *map(str, args)],
-                                        env={**os.environ, "TMPDIR": str(self.tmp), **(env or {})},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True)
-        wait_until_answering(f"{self.url}/healthz", self.process, "smartecg serve", seconds=120)
+        self.log = tmp / f"serve-{self.port}.log"
+        with open(self.log, "w") as stderr:
+            self.process = subprocess.Popen(
+                smartecg_command() + ["serve", "--port", str(self.port), *map(str, args)],
+                env={**os.environ, "TMPDIR": str(self.tmp), **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr,
+                start_new_session=True)
+        try:
+            wait_until_answering(f"{self.url}/healthz", self.process, "smartecg serve", seconds=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log.read_text()}") from None
+
+    def peak_rss_mb(self) -> float:
+        """The server process's peak resident memory so far (VmHWM), in MB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
     def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    running = Server("--model", model_dir, "--lime-samples", "30", "--max-upload-mb", "2",
+    running = Server("--model", model_dir, "--lime-samples", "30", "--max-upload-mb", "2", "--allow-lime",
                      tmp=tmp_path_factory.mktemp("serve"))
     yield running
     running.stop()
@@ -151,6 +167,158 @@ def test_twenty_concurrent_requests_are_all_answered(server, synthetic_test):
     assert [a.json()["class"] for a in answers[:3]] == alone  # nothing mixed up between requests
 
 
+def blank_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 255).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def test_healthz_and_answers_name_the_model_without_a_local_path(server, model_dir, page):
+    health = requests.get(f"{server.url}/healthz", timeout=10).text
+    answer = requests.post(f"{server.url}/api/predict?explain=none", data=page.read_bytes(), timeout=60).json()
+    for shown in (health, str(answer["model"])):
+        assert str(model_dir) not in shown and model_dir.parent.name not in shown and "/tmp" not in shown
+
+
+@pytest.fixture(scope="module")
+def guarded(model_dir, tmp_path_factory):
+    """A server with a token and one extra allowed host name, LIME left at its default (off)."""
+    tmp = tmp_path_factory.mktemp("guarded")
+    (tmp / "token").write_text(secrets.token_urlsafe(32) + "\n")
+    running = Server("--model", model_dir, "--token-file", tmp / "token", "--allowed-host", "ecg.example.org",
+                     tmp=tmp)
+    running.token = (tmp / "token").read_text().strip()
+    yield running
+    running.stop()
+
+
+def test_a_pixel_bomb_is_refused_from_its_header_before_a_pixel_is_decoded(guarded):
+    """On a server that has read few pages yet, so that its peak memory would show one decoded."""
+    auth = {"Authorization": f"Bearer {guarded.token}"}
+    bomb = blank_png(10_000, 7_900)  # 79 megapixels in about 100 KB: the issue's "Covid_19 1.00" page
+    peak_before = guarded.peak_rss_mb()
+    answer = requests.post(f"{guarded.url}/api/predict?explain=none", files={"file": ("blank.png", bomb)},
+                           headers=auth, timeout=120)
+    assert answer.status_code == 413 and "10000x7900" in answer.json()["error"]
+    assert guarded.peak_rss_mb() - peak_before < 40  # its pixels alone are 79 MB, as floats 316 MB
+    # Its header with the pixel data cut off: judged by the header (413), never decoded (422 "truncated").
+    header_only = requests.post(f"{guarded.url}/api/predict?explain=none", data=bomb[:2000], headers=auth,
+                                timeout=60)
+    assert header_only.status_code == 413, header_only.text
+    assert requests.get(f"{guarded.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_configured_token_is_required_on_the_api(guarded, page):
+    def predict(**headers):
+        return requests.post(f"{guarded.url}/api/predict?explain=none", data=page.read_bytes(), headers=headers,
+                             timeout=60)
+
+    assert predict().status_code == 401 and "Authorization: Bearer" in predict().json()["error"]
+    assert predict(Authorization=f"Bearer {guarded.token[:-1]}x").status_code == 401
+    assert requests.post(f"{guarded.url}/api/digitize", data=page.read_bytes(), timeout=60).status_code == 401
+    assert predict(Authorization=f"Bearer {guarded.token}").status_code == 200
+    assert requests.get(f"{guarded.url}/healthz", timeout=10).status_code == 200  # a liveness probe needs no secret
+
+
+def test_a_host_header_from_another_site_is_refused(guarded, page):
+    """DNS rebinding: evil.example resolved to 127.0.0.1 still sends Host: evil.example."""
+    def health(host):
+        return requests.get(f"{guarded.url}/healthz", headers={"Host": host}, timeout=10)
+
+    assert health("evil.example").status_code == 421 and "--allowed-host" in health("evil.example").json()["error"]
+    assert health(f"evil.example:{guarded.port}").status_code == 421
+    answer = requests.post(f"{guarded.url}/api/predict?explain=none", data=page.read_bytes(), timeout=60,
+                           headers={"Host": "evil.example", "Authorization": f"Bearer {guarded.token}"})
+    assert answer.status_code == 421
+    for allowed in (f"localhost:{guarded.port}", f"127.0.0.1:{guarded.port}", "ecg.example.org", f"[::1]:{guarded.port}"):
+        assert health(allowed).status_code == 200, allowed
+
+
+def test_lime_is_off_unless_the_operator_allows_it(guarded, page):
+    auth = {"Authorization": f"Bearer {guarded.token}"}
+    lime = requests.post(f"{guarded.url}/api/predict?explain=lime", data=page.read_bytes(), headers=auth, timeout=60)
+    assert lime.status_code == 403 and "--allow-lime" in lime.json()["error"]
+    auto = requests.post(f"{guarded.url}/api/predict", data=page.read_bytes(), headers=auth, timeout=60).json()
+    assert "overlay_png" not in auto and any("--allow-lime" in note for note in auto["notes"])
+    assert requests.get(f"{guarded.url}/healthz", timeout=10).json()["lime_allowed"] is False
+
+
+def test_the_access_log_has_each_request_but_no_page_or_file_name(guarded, page):
+    auth = {"Authorization": f"Bearer {guarded.token}"}
+    answer = requests.post(f"{guarded.url}/api/predict?explain=none", headers=auth, timeout=60,
+                           files={"file": ("Jane-Doe-1970-03-14.jpg", page.read_bytes(), "image/jpeg")})
+    assert answer.status_code == 200 and answer.json()["file"] == "Jane-Doe-1970-03-14.jpg"  # hers, not the log's
+    requests.get(f"{guarded.url}/healthz", headers={"Host": "evil.example"}, timeout=10)
+    deadline = time.monotonic() + 30
+    while "GET /healthz 421" not in guarded.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, guarded.log.read_text(errors="replace")
+        time.sleep(0.2)
+    log = guarded.log.read_text(errors="replace")
+    assert re.search(r"POST /api/predict 200 \d+\.\d+s in=\d+ out=\d+", log), log
+    assert "Jane-Doe" not in log and "JFIF" not in log and "explain=" not in log
+
+
+REFUSING_MODEL = '''"""SmartECG's pyfunc with the page gate's contract: status "refused" and a reason for a blank page."""
+from mlflow.models import set_model
+
+from automl.pyfunc import ECGPyfunc, pages_from_input
+from features.imageio import load_image
+
+
+class GatedPyfunc(ECGPyfunc):
+    def predict(self, context, model_input, params=None):
+        frame = super().predict(context, model_input, params)
+        blank = [load_image(page, max_side=256).min() > 0.9 for page in pages_from_input(model_input)]
+        frame["status"] = ["refused" if b else "read" for b in blank]
+        frame["reason"] = ["no ink on the page: no ECG grid or traces" if b else "" for b in blank]
+        return frame
+
+
+set_model(GatedPyfunc())
+'''
+
+
+@pytest.fixture(scope="module")
+def gated(model_dir, tmp_path_factory):
+    """A server over a real pyfunc whose prediction frame has the page gate's status and reason columns."""
+    import mlflow.pyfunc
+
+    tmp = tmp_path_factory.mktemp("gated")
+    (tmp / "gated_pyfunc.py").write_text(REFUSING_MODEL)
+    with warnings.catch_warnings():  # MLflow asks the test model for type hints on predict(): noise here
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(str(tmp / "model"), python_model=str(tmp / "gated_pyfunc.py"),
+                                 artifacts={"ecg_model": str(model_dir / "artifacts" / "ecg_model.pkl")})
+    running = Server("--model", tmp / "model", tmp=tmp)
+    yield running
+    running.stop()
+
+
+def test_a_page_the_model_refuses_gets_422_with_its_reason(gated, page):
+    refused = requests.post(f"{gated.url}/api/predict?explain=none", data=blank_png(1100, 800), timeout=60)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["status"] == "refused" and "no ECG grid" in refused.json()["reason"]
+    assert "no ECG grid" in refused.json()["error"] and "class" not in refused.json()
+    read = requests.post(f"{gated.url}/api/predict?explain=none", data=page.read_bytes(), timeout=60).json()
+    assert read["status"] == "read" and read["reason"] == "" and "class" in read
+
+
+def test_a_request_over_the_time_limit_gets_504_and_the_server_goes_on(model_dir, page, tmp_path):
+    running = Server("--model", model_dir, "--allow-lime", "--lime-samples", "5000", "--request-timeout", "1",
+                     tmp=tmp_path)
+    try:
+        slow = requests.post(f"{running.url}/api/predict?explain=lime", data=page.read_bytes(), timeout=120)
+        assert slow.status_code == 504 and "--request-timeout" in slow.json()["error"]
+        # LIME stops at its next batch; a quick page is then answered (retried while the model thread frees up).
+        deadline = time.monotonic() + 60
+        while (quick := requests.post(f"{running.url}/api/predict?explain=none", data=page.read_bytes(),
+                                      timeout=60)).status_code != 200:
+            assert quick.status_code in (503, 504) and time.monotonic() < deadline, quick.text
+        assert running.process.poll() is None
+    finally:
+        running.stop()
+
+
 def test_the_served_model_follows_the_champion_alias(model_dir, tmp_path):
     from automl.tracking import use_store
 
@@ -234,3 +402,19 @@ def test_a_page_uploaded_in_a_real_browser_shows_its_class_and_overlay(server, p
     WebDriverWait(chromium, 30).until(lambda b: b.find_element(By.ID, "error").text)
     assert "not an image" in chromium.find_element(By.ID, "error").text
     bad.unlink()
+
+
+def test_a_refused_page_shows_its_reason_in_the_browser(gated, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(blank_png(1100, 800))
+    chromium.get(gated.url)
+    WebDriverWait(chromium, 30).until(lambda b: "classes:" in b.find_element(By.ID, "model").text)
+    chromium.find_element(By.ID, "file").send_keys(str(blank))
+    WebDriverWait(chromium, 60).until(lambda b: b.find_element(By.ID, "refused").is_displayed()
+                                      or b.find_element(By.ID, "error").text)
+    assert "no ECG grid" in chromium.find_element(By.ID, "refused").text
+    assert chromium.find_element(By.ID, "class").text == "No class" and not chromium.find_elements(
+        By.CSS_SELECTOR, "#bars .bar")
