@@ -346,17 +346,17 @@ def _answer(loaded: _Loaded, data: bytes, explain: str, notes: list[str], lime_s
     classes = loaded.model.classes
     probabilities = {c: float(frame[f"p_{c}"].iloc[0]) for c in classes}
     top, uncertain = str(frame["class"].iloc[0]), bool(frame["uncertain"].iloc[0])
-    if gate.get("status") == "turned" and explain != "none":
-        # The model read the page turned; an explanation drawn on the page as uploaded would point at the wrong leads.
-        explain, notes = "none", [*notes, "the page was read turned, so no explanation is drawn on it"]
     if explain == "none":
         extra = {"summary": f"{top} {probabilities[top]:.2f}" + (f" - {UNCERTAIN}" if uncertain else "")}
     else:
-        found = explain_page(loaded.model, data, method=explain, lime_samples=lime_samples,
+        # A turned page is explained, and drawn, the right way round: as the model read it.
+        page = loaded.model.check_pages([data])[0].source if gate.get("status") == "turned" else data
+        found = explain_page(loaded.model, page, method=explain, lime_samples=lime_samples,
                              progress=deadline.check if deadline else None)
-        probabilities, top, uncertain = found.probabilities, found.class_name, found.uncertain
+        # The frame's flag also says when the page is unlike the training pages; the explanation's does not.
+        probabilities, top, uncertain = found.probabilities, found.class_name, uncertain or found.uncertain
         buffer = io.BytesIO()
-        overlay_image(found, data).save(buffer, format="PNG", compress_level=3)
+        overlay_image(found, page).save(buffer, format="PNG", compress_level=3)
         extra = {"summary": found.summary, "method": found.method, "lead_shares": found.to_dict()["lead_shares"],
                  "overlay_png": base64.b64encode(buffer.getvalue()).decode("ascii")}
         notes = [*notes, *found.notes]

@@ -258,49 +258,38 @@ def test_the_access_log_has_each_request_but_no_page_or_file_name(guarded, page)
     assert "Jane-Doe" not in log and "JFIF" not in log and "explain=" not in log
 
 
-REFUSING_MODEL = '''"""SmartECG's pyfunc with the page gate's contract: status "refused" and a reason for a blank page."""
-from mlflow.models import set_model
-
-from automl.pyfunc import ECGPyfunc, pages_from_input
-from features.imageio import load_image
-
-
-class GatedPyfunc(ECGPyfunc):
-    def predict(self, context, model_input, params=None):
-        frame = super().predict(context, model_input, params)
-        blank = [load_image(page, max_side=256).min() > 0.9 for page in pages_from_input(model_input)]
-        frame["status"] = ["refused" if b else "read" for b in blank]
-        frame["reason"] = ["no ink on the page: no ECG grid or traces" if b else "" for b in blank]
-        return frame
-
-
-set_model(GatedPyfunc())
-'''
-
-
 @pytest.fixture(scope="module")
-def gated(model_dir, tmp_path_factory):
-    """A server over a real pyfunc whose prediction frame has the page gate's status and reason columns."""
-    import mlflow.pyfunc
+def gated(model_dir, synthetic_train, tmp_path_factory):
+    """A server over the same model with the page gate its search would fit (on its training pages)."""
+    import pickle
 
+    from automl.registry import write_model_files
+    from features.gate import PageGate
+
+    model = pickle.loads((model_dir / "artifacts" / "ecg_model.pkl").read_bytes())
+    model.gate = PageGate().fit(sorted(str(p) for p in synthetic_train.glob("*/*.jpg")))
     tmp = tmp_path_factory.mktemp("gated")
-    (tmp / "gated_pyfunc.py").write_text(REFUSING_MODEL)
-    with warnings.catch_warnings():  # MLflow asks the test model for type hints on predict(): noise here
-        warnings.simplefilter("ignore", UserWarning)
-        mlflow.pyfunc.save_model(str(tmp / "model"), python_model=str(tmp / "gated_pyfunc.py"),
-                                 artifacts={"ecg_model": str(model_dir / "artifacts" / "ecg_model.pkl")})
-    running = Server("--model", tmp / "model", tmp=tmp)
+    running = Server("--model", write_model_files(model, tmp / "model"), "--allow-lime", "--lime-samples", "20", tmp=tmp)
     yield running
     running.stop()
 
 
-def test_a_page_the_model_refuses_gets_422_with_its_reason(gated, page):
+def test_a_page_the_model_refuses_gets_422_with_its_reason_and_a_turned_one_is_read_upright(gated, page):
     refused = requests.post(f"{gated.url}/api/predict?explain=none", data=blank_png(1100, 800), timeout=60)
     assert refused.status_code == 422, refused.text
-    assert refused.json()["status"] == "refused" and "no ECG grid" in refused.json()["reason"]
-    assert "no ECG grid" in refused.json()["error"] and "class" not in refused.json()
+    assert refused.json()["status"] == "refused" and "the page is blank" in refused.json()["reason"]
+    assert "the page is blank" in refused.json()["error"] and "class" not in refused.json()
     read = requests.post(f"{gated.url}/api/predict?explain=none", data=page.read_bytes(), timeout=60).json()
     assert read["status"] == "read" and read["reason"] == "" and "class" in read
+    quarter_turn = io.BytesIO()
+    Image.open(page).transpose(Image.Transpose.ROTATE_90).save(quarter_turn, format="PNG")
+    turned = requests.post(f"{gated.url}/api/predict?explain=lime", data=quarter_turn.getvalue(), timeout=120)
+    answer = turned.json()
+    assert turned.status_code == 200 and answer["status"] == "turned" and "quarter turn" in answer["reason"]
+    assert answer["class"] == read["class"] and answer["lead_shares"] and answer["overlay_png"]
+    # Drawn on the page the right way round, as the model read it: landscape like the page, not as uploaded.
+    width, height = Image.open(io.BytesIO(base64.b64decode(answer["overlay_png"]))).size
+    assert width > height and Image.open(page).width > Image.open(page).height
 
 
 def test_a_request_over_the_time_limit_gets_504_and_the_server_goes_on(model_dir, page, tmp_path):
@@ -415,6 +404,6 @@ def test_a_refused_page_shows_its_reason_in_the_browser(gated, chromium, tmp_pat
     chromium.find_element(By.ID, "file").send_keys(str(blank))
     WebDriverWait(chromium, 60).until(lambda b: b.find_element(By.ID, "refused").is_displayed()
                                       or b.find_element(By.ID, "error").text)
-    assert "no ECG grid" in chromium.find_element(By.ID, "refused").text
+    assert "the page is blank" in chromium.find_element(By.ID, "refused").text
     assert chromium.find_element(By.ID, "class").text == "No class" and not chromium.find_elements(
         By.CSS_SELECTOR, "#bars .bar")
