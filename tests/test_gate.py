@@ -125,3 +125,25 @@ def test_predict_names_a_refused_page_and_says_when_a_page_was_turned(gate, mixe
     out = capsys.readouterr().out
     assert f"{turned}: " in out and "quarter turn" in out
     assert f"{chart}: refused: " in out and "ECG" in out
+
+
+def test_evaluate_lists_the_pages_the_gate_refuses_and_scores_the_rest(gate, mixed_pages, tmp_path, capsys):
+    import shutil
+
+    from automl.predict import evaluate_folder
+
+    train, test = mixed_pages
+    features = PageFeatures(sets=("trace",), progress=False)
+    labels = [Path(p).parent.name for p in train]
+    model = ECGModel(features, LogisticRegression(max_iter=2000).fit(features.transform(train), labels), sorted(set(labels)))
+    model.gate = gate
+    folder = write_model_files(model, tmp_path / "model")
+    data = tmp_path / "data"
+    for path in test:
+        (data / Path(path).parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, data / Path(path).parent.name)
+    Image.fromarray(not_ecg_pages()["text"]).save(data / "Normal" / "scanned-letter.png")
+    evaluation = evaluate_folder(str(data), str(folder))
+    assert len(evaluation.y_true) == len(test)  # the letter left out, every ECG page scored
+    err = capsys.readouterr().err
+    assert "refused " in err and "scanned-letter.png" in err and "send a 12-lead ECG page" in err
