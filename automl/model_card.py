@@ -62,8 +62,19 @@ def model_card(name: str, mv) -> str:
         "- Synthetic pages are drawn from simple wave models; a score on them says the pipeline works, "
         "not how it does on patients.",
         "- Not a medical device: a clinician reads every page, and every page flagged "
-        f"uncertain (top probability below {tags.get('uncertain_below', '?')}) is referred for review.", "",
+        f"uncertain (top probability below {tags.get('uncertain_below', '?')}, or unlike the training pages) "
+        "is referred for review.",
+        _gate_line(tags.get("page_gate_pages", "0")), "",
     ])
+
+
+def _gate_line(pages: str) -> str:
+    if pages in ("", "0"):
+        return ("- No page gate fitted: only unreadable and blank pages are refused; turned pages and pages "
+                "that are not ECGs are not recognised.")
+    return (f"- Every page is checked first by a gate fitted on the {pages} training pages: a quarter turn, half "
+            "turn or mirror image is read the right way round; a page far from every training page, without "
+            "rows of traces, blank, or mostly ink is refused with the reason.")
 
 
 def _data_section(tags: dict) -> list[str]:

@@ -128,6 +128,7 @@ def promote(tracker, spec, best, *, holdout: Holdout, data_hash: str, data_count
             "git_commit": _run_tag(tracker, "smartecg.git_commit"), "features": ",".join(spec.features),
             "classes": ",".join(model.classes), "holdout_size": str(len(holdout.labels)),
             HOLDOUT_TAG: holdout.identity, SCORE_TAG.format(metric=metric): repr(float(score)),
+            "page_gate_pages": str(getattr(model.gate, "n_pages_", 0)),
             "fitted_on": ("every page, holdout included (refitted after selection; its holdout figures are of the "
                           "same recipe fitted without the holdout)" if model.holdout_model is not None
                           else "the learn pages (train + validation); the holdout unseen")}

@@ -159,6 +159,7 @@ def test_the_search_calibrates_its_models_explains_holdout_pages_and_writes_a_mo
     assert "## Calibration" in card and "expected calibration error on the holdout" in card
     assert "## Shortcut audit" in card and "- page metadata (size, file size, colour mode): OK" in card
     assert "| MI | " in card and "## Known limits" in card
+    assert "checked first by a gate fitted on the" in card
 
 
 def test_explain_and_predict_explain_name_the_leads_of_the_tpot_champions_answer(store, tmp_path):
