@@ -337,24 +337,28 @@ def _log_turns(tracker: SearchTracker, turns) -> None:
 def _features(frame, spec: ExperimentSpec, shown: SearchProgress, cache_dir):
     """Feature vectors of every usable page, the frame of those pages, and {path: reason} of the rest.
 
-    A page that decodes but cannot be used (too small, say) is reported and left out.
+    A page that decodes but cannot be used (too small, say), or that cannot be an ECG page from its
+    ink alone (blank, mostly ink), is reported and left out.
     """
     from features.dataset import SPLITS, DatasetError
     from features.handcrafted import PageFeatures
     from features.imageio import ImageReadError
 
     extractor = PageFeatures(sets=tuple(spec.features), n_jobs=-1, cache_dir=cache_dir, progress=False)
-    unreadable: dict[str, str] = {}
+    unreadable = _not_pages(frame["path"].astype(str).tolist())
+    for path, reason in unreadable.items():  # a blank page in a class folder is no example of that class
+        shown.message(f"skipped {path}: {reason}")
+    frame = frame[~frame["path"].astype(str).isin(unreadable)]
     while True:
+        missing = [s for s in SPLITS if not (frame["split"] == s).any()] if unreadable else []
+        if missing:
+            raise DatasetError(f"no usable page left in the {', '.join(missing)} split")
         try:
             return extractor.transform([str(p) for p in frame["path"]]), frame, unreadable
         except ImageReadError as exc:  # reported, dropped, and the rest goes on (cached rows are reused)
             shown.message(f"skipped {exc}")
             unreadable[exc.name] = f"{exc.reason}; {exc.hint}"
             frame = frame[frame["path"].astype(str) != exc.name]
-            missing = [s for s in SPLITS if not (frame["split"] == s).any()]
-            if missing:
-                raise DatasetError(f"no usable page left in the {', '.join(missing)} split") from None
 
 
 def _fit_gate(model, training_paths: list[str], holdout_paths: list[str], tracker: SearchTracker,
@@ -372,6 +376,26 @@ def _fit_gate(model, training_paths: list[str], holdout_paths: list[str], tracke
         "gate_training_pages": model.gate.n_pages_, "holdout_gate_refused": len(refused),
         "holdout_gate_turned": sum(c.status == TURNED for c in checks),
         "holdout_gate_unlike_training": sum(c.unlike_training for c in checks)})
+
+
+def _not_pages(paths: list[str]) -> dict[str, str]:
+    """{path: reason} of the pages that cannot be ECG pages from their ink alone (blank, mostly ink);
+    undecodable ones are left to the feature reader, which names them."""
+    from joblib import Parallel, delayed
+
+    from features.gate import ink_problem
+
+    def problem(path: str) -> str | None:
+        try:
+            found = ink_problem(path)
+        except ImageReadError:
+            return None
+        return f"{found}; not used for training or scoring" if found else None
+
+    from features.imageio import ImageReadError
+
+    found = Parallel(n_jobs=-1, prefer="threads")(delayed(problem)(path) for path in paths)
+    return {path: reason for path, reason in zip(paths, found) if reason}
 
 
 def _holdout_proba(candidate, search_features, X_holdout, holdout_paths):

@@ -34,7 +34,7 @@ from features.imageio import ImageReadError, ImageSource, load_image, load_image
 from features.pages import ink_strength, locate_leads
 
 __all__ = ["ORIENTATIONS", "READ", "REFUSED", "TURNED", "PageCheck", "PageGate", "check_structure",
-           "page_descriptor"]
+           "ink_problem", "page_descriptor"]
 
 READ, TURNED, REFUSED = "read", "turned", "refused"
 
@@ -97,12 +97,24 @@ def check_structure(grey: np.ndarray) -> tuple[str | None, bool]:
 
     Needs no fitting, so models saved before the gate existed still refuse a blank page.
     """
-    share = float(np.mean(ink_strength(grey) > _INK_LEVEL))
+    refused = _ink_problem(ink_strength(grey))
+    return (refused, False) if refused else (None, locate_leads(grey).method == "projection")
+
+
+def ink_problem(source: ImageSource) -> str | None:
+    """Why a page cannot be an ECG page from its ink alone (blank, or mostly ink), or None; cheap
+    (a 256 px decode), for sorting out training pages before any gate is fitted. Raises
+    ImageReadError when the page cannot be decoded."""
+    return _ink_problem(_small_strength(source))
+
+
+def _ink_problem(strength: np.ndarray) -> str | None:
+    share = float(np.mean(strength > _INK_LEVEL))
     if share < _INK_SHARE[0]:
-        return "the page is blank: no trace ink found", False
+        return "the page is blank: no trace ink found"
     if share > _INK_SHARE[1]:
-        return f"{share:.0%} of the page is ink: a photograph or noise, not a printed ECG", False
-    return None, locate_leads(grey).method == "projection"
+        return f"{share:.0%} of the page is ink: a photograph or noise, not a printed ECG"
+    return None
 
 
 class PageGate(BaseEstimator):

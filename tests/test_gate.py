@@ -147,3 +147,28 @@ def test_evaluate_lists_the_pages_the_gate_refuses_and_scores_the_rest(gate, mix
     assert len(evaluation.y_true) == len(test)  # the letter left out, every ECG page scored
     err = capsys.readouterr().err
     assert "refused " in err and "scanned-letter.png" in err and "send a 12-lead ECG page" in err
+
+
+def test_a_search_leaves_out_a_blank_page_in_a_class_folder_with_a_line(tiny_synthetic, tmp_path):
+    import io as text_io
+    import shutil
+
+    from automl.budget import Budget
+    from automl.controller import _features
+    from automl.experiment import builtin_spec_path, load_spec
+    from automl.progress import SearchProgress
+    from features.dataset import assign_splits, scan
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, data)
+    Image.new("L", (2200, 1570), 255).save(data / "Normal" / "blank-scan.png")
+    Image.fromarray(not_ecg_pages()["noise"]).save(data / "MI" / "noise.png")
+    frame = assign_splits(scan(data, progress=False), fractions=(0.6, 0.2, 0.2), seed=0)
+    shown_to = text_io.StringIO()
+    shown = SearchProgress(Budget(60), "macro_f1", stream=shown_to, enabled=True)
+    spec = load_spec(builtin_spec_path("quick"))
+    vectors, kept, skipped = _features(frame, spec, shown, cache_dir=tmp_path / "cache")
+    assert set(skipped) == {str(data / "Normal" / "blank-scan.png"), str(data / "MI" / "noise.png")}
+    assert "the page is blank" in skipped[str(data / "Normal" / "blank-scan.png")]
+    assert len(kept) == len(frame) - 2 == len(vectors)
+    assert "skipped " in shown_to.getvalue() and "blank-scan.png" in shown_to.getvalue()
