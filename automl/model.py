@@ -103,7 +103,12 @@ class ECGModel:
         from features.gate import PageGate
 
         gate = self.gate if self.gate is not None else PageGate()
-        return [gate.check(source) for source in as_sources(pages)]
+        sources = as_sources(pages)
+        if len(sources) < 2:
+            return [gate.check(source) for source in sources]
+        from joblib import Parallel, delayed
+
+        return Parallel(n_jobs=-1, prefer="threads")(delayed(gate.check)(source) for source in sources)
 
     def predict_checked(self, pages) -> tuple[list, np.ndarray]:
         """(the gate's checks, probabilities) of the pages, through the gate: refused pages get a
