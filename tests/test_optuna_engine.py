@@ -133,8 +133,9 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert "tensorflow==" in lines[-2] and "keras==" in lines[-2]  # a fresh environment can load the network
     answer = json.loads(lines[-1])
-    assert set(answer) == {"class", "uncertain", *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI",
-                                                                       "MI_History", "Normal"))}
+    assert set(answer) == {"class", "uncertain", "status", "reason",
+                           *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI", "MI_History", "Normal"))}
+    assert answer["status"] == {"0": "read"}  # the network's champion carries the gate its search fitted
 
 
 def test_a_study_searched_with_other_choices_is_refused_in_one_line_and_default_names_keep_them_apart(tmp_path):
