@@ -70,6 +70,7 @@ def test_without_a_fitted_gate_a_blank_page_is_still_refused_and_a_page_read(mix
     assert check.status == READ and np.isnan(check.novelty)
 
 
+@pytest.mark.slow  # saves and loads a real MLflow model
 def test_the_pyfunc_says_refused_and_turned_and_reads_a_turned_page_as_upright(gate, mixed_pages, tmp_path):
     import mlflow.pyfunc
     import pandas as pd
@@ -111,6 +112,7 @@ def test_a_page_unlike_the_training_pages_raises_the_uncertain_flag(tiny_synthet
     assert not model.uncertain(confident, [narrow.check(upright_pages[0])])[0]  # one of its own pages
 
 
+@pytest.mark.slow  # saves and loads a real MLflow model
 def test_predict_names_a_refused_page_and_says_when_a_page_was_turned(gate, mixed_pages, tmp_path, capsys):
     train = mixed_pages[0]
     features = PageFeatures(sets=("trace",), progress=False)
@@ -127,6 +129,7 @@ def test_predict_names_a_refused_page_and_says_when_a_page_was_turned(gate, mixe
     assert f"{chart}: refused: " in out and "ECG" in out
 
 
+@pytest.mark.slow  # saves and loads a real MLflow model
 def test_evaluate_lists_the_pages_the_gate_refuses_and_scores_the_rest(gate, mixed_pages, tmp_path, capsys):
     import shutil
 

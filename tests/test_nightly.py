@@ -104,6 +104,7 @@ def test_the_env_file_is_the_owners_alone_and_gives_back_every_value(tmp_path):
     assert read_env_file(path) == values
 
 
+@pytest.mark.slow  # real processes end to end (a few seconds each)
 def test_nightly_takes_its_stores_and_cache_from_the_env_file(tmp_path):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     env_file = write_env_file(tmp_path / "nightly.env", {

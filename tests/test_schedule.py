@@ -182,6 +182,7 @@ def our_entry(user: str) -> str:
     return ours[0]
 
 
+@pytest.mark.slow  # real processes end to end (a few seconds each)
 def test_paths_with_percent_and_the_installing_environment_reach_the_nightly_run(cron_user, tmp_path):
     workdir, data, cache = tmp_path / "100% sure", tmp_path / "pages 5%", tmp_path / "cache %d"
     workdir.mkdir()
@@ -200,6 +201,7 @@ def test_paths_with_percent_and_the_installing_environment_reach_the_nightly_run
     assert (state / "nightly.lock").exists()
 
 
+@pytest.mark.slow  # real processes end to end (a few seconds each)
 def test_secrets_go_to_a_0600_env_file_the_run_reads_never_to_the_crontab(cron_user, tmp_path):
     storage = "postgresql://smartecg:storage-s3cret@db.invalid/optuna"
     smartecg("schedule", "install", "--data", tmp_path / "pages", "--experiment", "nightly", "--user", cron_user,
