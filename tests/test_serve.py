@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import time
-import warnings
 from pathlib import Path
 
 import pytest
