@@ -41,21 +41,16 @@ def predict_files(images: list[str], model: str, *, tracking_uri: str | None = N
     failed = 0
     for image in images:  # one at a time, so one bad file is named and the others still get an answer
         try:
-            out_row = loaded.predict(pd.DataFrame({"image": [str(Path(image).resolve())]}))
+            record = loaded.predict(pd.DataFrame({"image": [str(Path(image).resolve())]})).iloc[0].to_dict()
+            status, reason = record.pop("status", "read"), record.pop("reason", "")
+            if status == "refused":  # an answer about the page, on stdout like the others
+                print(json.dumps({"image": image, "status": status, "reason": reason}) if as_json
+                      else f"{image}: refused: {reason}")
+                failed += 1
+                continue
             found, overlay = _explained(loaded, image, explain, out, lime_samples) if explain else (None, None)
-        except PageRefused as exc:
-            print(f"{exc}", file=sys.stderr)
-            failed += 1
-            continue
         except ImageReadError as exc:
             print(f"smartecg: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        record = out_row.iloc[0].to_dict()
-        status, reason = record.pop("status", "read"), record.pop("reason", "")
-        if status == "refused":
-            print(json.dumps({"image": image, "status": status, "reason": reason}) if as_json
-                  else f"{image}: refused: {reason}")
             failed += 1
             continue
         row = {"image": image, "class": record.pop("class"), "uncertain": bool(record.pop("uncertain", False)),
