@@ -367,10 +367,8 @@ def _fit_gate(model, training_paths: list[str], holdout_paths: list[str], tracke
     log what it makes of the holdout pages, which it never saw (any refusal there is a warning)."""
     from features.gate import REFUSED, TURNED, PageGate
 
-    from joblib import Parallel, delayed
-
     model.gate = PageGate().fit(training_paths)
-    checks = Parallel(n_jobs=-1, prefer="threads")(delayed(model.gate.check)(path) for path in holdout_paths)
+    checks = model.check_pages(holdout_paths)
     refused = [c for c in checks if c.status == REFUSED]
     for check in refused:
         shown.message(f"the page gate refuses holdout page {check.name}: {check.reason}")

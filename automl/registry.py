@@ -87,13 +87,12 @@ class Holdout:
     @classmethod
     def of(cls, paths, labels, content_hashes=None) -> "Holdout":
         """``content_hashes``: each page's sha256 (the dataset scan's); read from the files when not given."""
+        from features.dataset import labelled_content_hash
+
         if content_hashes is None:
             content_hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
         labels = np.asarray(labels, dtype=object)
-        digest = hashlib.sha256()
-        for sha, label in sorted(zip(content_hashes, labels)):  # the recipe of Manifest.data_hash
-            digest.update(f"{sha}:{label}\n".encode())
-        return cls([str(p) for p in paths], labels, digest.hexdigest()[:16])
+        return cls([str(p) for p in paths], labels, labelled_content_hash(content_hashes, labels))
 
     def score(self, name: str, version: str, metric: str) -> tuple[float | None, str]:
         """A registered version's score on these pages, or (None, why it could not be scored)."""

@@ -43,6 +43,7 @@ __all__ = [
     "SkippedFile",
     "assign_splits",
     "canonical_class",
+    "labelled_content_hash",
     "scan",
 ]
 
@@ -125,10 +126,15 @@ class Manifest:
 
     def data_hash(self) -> str:
         """A short hash of the labelled content: equal for equal data, whatever the paths."""
-        digest = hashlib.sha256()
-        for sha, label in sorted(zip(self.frame["sha256"], self.frame["label"])):
-            digest.update(f"{sha}:{label}\n".encode())
-        return digest.hexdigest()[:16]
+        return labelled_content_hash(self.frame["sha256"], self.frame["label"])
+
+
+def labelled_content_hash(content_hashes, labels) -> str:
+    """A short hash of (content hash, label) pairs, whatever their order or the files' paths."""
+    digest = hashlib.sha256()
+    for sha, label in sorted(zip(content_hashes, labels)):
+        digest.update(f"{sha}:{label}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def canonical_class(folder_name: str) -> str | None:
