@@ -7,6 +7,8 @@ needs nothing but SmartECG installed.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -106,9 +108,10 @@ class ECGModel:
         sources = as_sources(pages)
         if len(sources) < 2:
             return [gate.check(source) for source in sources]
-        from joblib import Parallel, delayed
-
-        return Parallel(n_jobs=-1, prefer="threads")(delayed(gate.check)(source) for source in sources)
+        # Threads: decoding releases the GIL. The standard library's pool, so that an export's light
+        # runtime, which runs this very code, needs no joblib.
+        with ThreadPoolExecutor(max_workers=min(len(sources), os.cpu_count() or 1)) as pool:
+            return list(pool.map(gate.check, sources))
 
     def predict_checked(self, pages) -> tuple[list, np.ndarray]:
         """(the gate's checks, probabilities) of the pages, through the gate: refused pages get a

@@ -27,7 +27,13 @@ from functools import partial
 
 import numpy as np
 from scipy import ndimage
-from sklearn.base import BaseEstimator, TransformerMixin
+
+try:
+    from sklearn.base import BaseEstimator, TransformerMixin
+except ImportError:  # an export's light runtime makes a network's inputs without scikit-learn
+    _ESTIMATOR_BASES: tuple = ()
+else:
+    _ESTIMATOR_BASES = (TransformerMixin, BaseEstimator)
 
 from features.extract import as_sources, extract_features, normalised_pages, rows_from_pages
 from features.mosaic import EDGE_SECONDS, column_seconds, lead_mosaic, mosaic_coordinates
@@ -41,7 +47,7 @@ VIEWS = ("page", "leads", "signals")
 _VERSIONS = {"page": 1, "leads": 1, "signals": 1}
 
 
-class PageTensors(TransformerMixin, BaseEstimator):
+class PageTensors(*_ESTIMATOR_BASES):
     """Float32 network inputs of ECG page images, one array per page (see the module docstring).
 
     Parameters
