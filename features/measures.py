@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import find_peaks
 
 from features.pages import LEADS, NormalisedPage
+from features.peaks import find_peaks
 from features.traces import SECONDS_ACROSS, LeadSignals, lead_signals
 
 __all__ = ["GLOBAL_MEASURES", "LEAD_MEASURES", "measure_names", "measures_of", "page_beats", "signal_measures"]

@@ -40,12 +40,12 @@ from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from features.embed import Embedding
 from features.pages import DEFAULT_SIZE, LEADS, RHYTHM, NormalisedPage, canonical_boxes, lead_tiles
 from features.measures import measure_names, measures_of, signal_measures
 from features.median_beat import median_beat_names, median_beats
+from features.peaks import find_peaks
 from features.rhythm import RHYTHM_MEASURES, rhythm_measures
 from features.source_traces import SOURCE_RESOLUTION, SourcePage, blank_source_page
 from features.traces import SECONDS_ACROSS, SIGNAL_SIZE, Traces, label_skip, read_traces
