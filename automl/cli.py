@@ -175,6 +175,17 @@ def _build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--tracking-uri", default=None, help=tracking_help)
     pull.set_defaults(handler=_pull)
 
+    export = commands.add_parser("export", help="a registered model as a folder that runs with numpy, scipy, "
+                                 "Pillow and onnxruntime only (ONNX)")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--alias", default=None, help="alias to export (default: champion)")
+    which.add_argument("--version", type=positive_int, default=None, help="version number to export")
+    export.add_argument("--format", default="onnx", choices=["onnx"], help="what the model becomes (onnx)")
+    export.add_argument("--out", required=True, help="new folder to write the export into")
+    export.add_argument("--name", default="smartecg", help="registered model name (default: smartecg)")
+    export.add_argument("--tracking-uri", default=None, help=tracking_help)
+    export.set_defaults(handler=_export)
+
     predict = commands.add_parser("predict", help="classify ECG page images with a registered or pulled model")
     predict.add_argument("images", nargs="+", help="image files")
     predict.add_argument("--model", default="models:/smartecg@champion",
@@ -521,6 +532,23 @@ def _pull(args) -> int:
     print(f"model: {folder}")
     print(f"model card: {folder.parent / 'MODEL_CARD.md'}")
     print(f"use it: mlflow.pyfunc.load_model({str(folder)!r}) or smartecg predict IMAGE --model {folder}")
+    return 0
+
+
+def _export(args) -> int:
+    from automl.export import ExportError, export_registered
+    from automl.registry import CHAMPION
+    from automl.tracking import resolve_tracking_uri, use_store
+
+    client = use_store(resolve_tracking_uri(args.tracking_uri))
+    alias = None if args.version is not None else (args.alias or CHAMPION)
+    try:
+        folder = export_registered(client, args.name, Path(args.out), alias=alias, version=args.version)
+    except ExportError as exc:  # a ValueError: main() prints it as one line
+        raise ExportError(f"cannot export: {exc}") from None
+    print(f"exported: {folder}")
+    print(f"run it: python -m {folder.name} PAGE...  (from {folder.resolve().parent}; needs only numpy, "
+          "scipy, Pillow and onnxruntime)")
     return 0
 
 
