@@ -10,17 +10,20 @@ import automl._mlflow_env  # noqa: F401  (before mlflow is imported)
 __all__ = ["ecg_model", "evaluate_folder", "explain_files", "load_pyfunc", "predict_files"]
 
 
-def load_pyfunc(model: str, tracking_uri: str | None = None):
-    """(the loaded pyfunc, how to name it): a pulled model folder, or a URI on the given store."""
-    import mlflow.pyfunc
+def load_pyfunc(model: str, tracking_uri: str | None = None, *, read_paths: bool = True):
+    """(the loaded pyfunc, how to name it): a pulled model folder, or a URI on the given store.
 
+    ``read_paths``: whether its ``image`` column (file paths) is read; on for the commands here,
+    which read the user's own files, off for a server (:mod:`automl.pyfunc`).
+    """
+    from automl.pyfunc import load_with_paths
     from automl.tracking import resolve_tracking_uri, use_store
 
     if Path(model).is_dir():
         model = str(Path(model).resolve())
     else:
         use_store(resolve_tracking_uri(tracking_uri))
-    return mlflow.pyfunc.load_model(model), model
+    return load_with_paths(model, read_paths=read_paths), model
 
 
 def predict_files(images: list[str], model: str, *, tracking_uri: str | None = None, as_json: bool = False,

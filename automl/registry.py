@@ -18,6 +18,7 @@ they were.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import math
@@ -259,9 +260,10 @@ def write_model_files(model, folder: Path) -> Path:
     import mlflow.pyfunc
     import pandas as pd
 
-    from automl.pyfunc import BYTES_COLUMN, model_signature
+    from automl.pyfunc import B64_COLUMN, PATHS_CONFIG, model_signature
 
-    example = pd.DataFrame({BYTES_COLUMN: [example_page_bytes()]})
+    # Base64 text: MLflow writes the example as the JSON a client posts to `mlflow models serve`.
+    example = pd.DataFrame({B64_COLUMN: [base64.b64encode(example_page_bytes()).decode("ascii")]})
     with tempfile.TemporaryDirectory(prefix="smartecg-pickle-") as tmp, warnings.catch_warnings():
         # MLflow asks for type hints on predict(); our signature is explicit, so the hint is noise.
         warnings.filterwarnings("ignore", message="Add type hints", category=UserWarning)
@@ -270,6 +272,8 @@ def write_model_files(model, folder: Path) -> Path:
             str(folder), python_model=str(Path(__file__).with_name("_pyfunc_entry.py")),
             artifacts={"ecg_model": str(pickle_path)}, signature=model_signature(model.classes),
             input_example=example,
+            # MLflow applies a load's model_config only to keys saved here; None: not said (automl.pyfunc).
+            model_config={PATHS_CONFIG: None},
             # Our own packages travel with the model, so it loads with the code it was made with.
             code_paths=[str(_PACKAGE_ROOT / "features"), str(_PACKAGE_ROOT / "automl")],
             pip_requirements=_requirements(model),  # explicit: inference would pin an uninstallable smartecg
@@ -338,12 +342,12 @@ def _rescore(name: str, version: str, paths: list[str], labels: np.ndarray, metr
     A version refitted on every page has seen its own search's holdout: its twin fitted without
     the holdout (``holdout_model``) is scored instead, as the challenger's twin is.
     """
-    import mlflow.pyfunc
-
     from automl.evaluate import evaluate
+    from automl.pyfunc import load_with_paths
 
     try:
-        loaded = mlflow.pyfunc.load_model(model_uri(name, version=version))
+        # The holdout's pages are paths on this machine, whatever the environment says for serving.
+        loaded = load_with_paths(model_uri(name, version=version), read_paths=True)
         inner = getattr(loaded.unwrap_python_model(), "model", None)
         if getattr(inner, "holdout_model", None) is None:
             return evaluate_pages(loaded, paths, labels).score(metric), ""

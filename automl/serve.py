@@ -162,7 +162,8 @@ class ServedModel:
         from automl.predict import ecg_model, load_pyfunc
 
         version = self._alias_version()
-        loaded, shown = load_pyfunc(self.uri, self.tracking_uri)
+        # Paths off: the server sends the uploaded bytes, and never reads a file a client names.
+        loaded, shown = load_pyfunc(self.uri, self.tracking_uri, read_paths=False)
         return _Loaded(loaded, ecg_model(loaded), shown, version)
 
     def _alias_version(self) -> str | None:
