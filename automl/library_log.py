@@ -77,9 +77,13 @@ class LibraryLog:
     def close(self) -> None:
         """Detach the file's handler; delete the file when nothing was written to it. Descriptor 2
         stays on the file: C++ lines at the interpreter's exit are noise too."""
+        global _current
         for name in LIBRARY_LOGGERS:
             logging.getLogger(name).removeHandler(self._handler)
         self._handler.close()
+        logging.captureWarnings(False)
+        if _current is self:
+            _current = None
         if not self.has_content():
             self.path.unlink(missing_ok=True)
 
