@@ -46,6 +46,7 @@ class LibraryLog:
         self.verbose = verbose
         self._handler = logging.FileHandler(path, mode="a", encoding="utf-8", delay=False)
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        self._propagate: dict[str, bool] = {}  # each library logger's own, given back on close
 
     def route(self) -> None:
         if not self.verbose and sys.stderr is sys.__stderr__:  # not when a caller already took stderr (tests)
@@ -57,6 +58,7 @@ class LibraryLog:
             with open(self.path, "ab") as log:
                 os.dup2(log.fileno(), 2)
         logging.captureWarnings(True)
+        self._propagate = {name: logging.getLogger(name).propagate for name in LIBRARY_LOGGERS}
         for name in LIBRARY_LOGGERS:
             logger = logging.getLogger(name)
             logger.addHandler(self._handler)
@@ -78,8 +80,9 @@ class LibraryLog:
         """Detach the file's handler; delete the file when nothing was written to it. Descriptor 2
         stays on the file: C++ lines at the interpreter's exit are noise too."""
         global _current
-        for name in LIBRARY_LOGGERS:
+        for name, propagate in self._propagate.items():
             logging.getLogger(name).removeHandler(self._handler)
+            logging.getLogger(name).propagate = propagate
         self._handler.close()
         logging.captureWarnings(False)
         if _current is self:

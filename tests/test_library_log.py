@@ -1,4 +1,5 @@
 """Library noise goes to the command's log file, never its stderr (automl.library_log), in a real process."""
+import logging
 import subprocess
 import sys
 import textwrap
@@ -66,6 +67,7 @@ def test_an_empty_log_is_deleted_and_old_ones_are_pruned(tmp_path):
     finally:
         log.close()
     assert library_log.current() is None and not log.path.exists()
+    assert logging.getLogger("tensorflow").propagate  # the process's logging as it was
 
 
 CRASHING_WORKER = textwrap.dedent("""
