@@ -14,6 +14,8 @@ _DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # no INFO lines about table creation or input examples
+    # MLflow's own handler writes to the terminal; automl.library_log routes its logger to the log file.
+    "MLFLOW_CONFIGURE_LOGGING": "false",
 }
 
 for _key, _value in _DEFAULTS.items():

@@ -20,11 +20,29 @@ log = logging.getLogger("smartecg")
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="smartecg: %(levelname)s: %(message)s")
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    from automl import library_log
+
+    # Before logging's handler is made: it writes to the terminal's stderr, libraries to their log.
+    library = library_log.start(args.handler.__name__.strip("_").replace("_", "-"), verbose=args.verbose)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="smartecg: %(levelname)s: %(message)s")
+    code = 1
+    try:
+        code = _run(args)
+        return code
+    finally:
+        if library is not None:
+            library.close()
+            if code != 0 and library.has_content():
+                print(f"smartecg: library messages (TensorFlow, MLflow...) of this run: {library.path}",
+                      file=sys.stderr)
+
+
+def _run(args) -> int:
+    """The command's handler, its expected failures each said in one line."""
     from features.dataset import DatasetError
     from features.imageio import ImageReadError
 
@@ -612,7 +630,7 @@ def _ui(args) -> int:
     import subprocess
 
     try:
-        return subprocess.call(command)
+        return subprocess.call(command, stderr=sys.stderr)  # MLflow's server talks to the user, not to our log
     except KeyboardInterrupt:
         return 0
 

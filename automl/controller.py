@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
+import logging
 import math
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
+from automl import library_log
 from automl.allocation import run_engines
 from automl.budget import Budget, format_duration
 from automl.core_use import CoreUse
@@ -71,6 +73,7 @@ class SearchResult:
     engine_lines: list = field(default_factory=list)  # what each engine did with its time (EngineTurns.lines)
     engine_window: tuple = (math.nan, math.nan)  # monotonic start and end of the engines' turns
     core_use: object | None = None  # automl.core_use.CoreUse of the whole search
+    library_log: Path | None = None  # this command's library messages, when there were any
 
     @property
     def overhead_share(self) -> float:
@@ -146,6 +149,8 @@ def run_search(
                          _Pages(root, manifest, frame, vectors, holdout_groups, data_hash))
         result.core_use = core_use
         result.skipped = sorted(skipped)
+        library = library_log.current()
+        result.library_log = library.path if library is not None and library.has_content() else None
         status = "FINISHED"
         return result
     except KeyboardInterrupt:
@@ -154,6 +159,7 @@ def run_search(
     finally:
         core_use.stop()
         _log_core_use(search_run, core_use)
+        _log_library_log(search_run, workdir)
         search_run.finish(status)
         shown.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -319,6 +325,22 @@ def _log_core_use(search_run, core_use: CoreUse) -> None:
     if search_run.engine_window is not None:
         metrics["core_use_share_engines"] = core_use.share(*search_run.engine_window)
     tracker.log_metrics(tracker.parent_run_id, {k: v for k, v in metrics.items() if math.isfinite(v)})
+
+
+def _log_library_log(search_run, workdir: Path) -> None:
+    """This command's library log (TensorFlow, MLflow... and the engines' workers) as the run's
+    logs/library.log, whether the search succeeded or not."""
+    library = library_log.current()
+    if library is None or not library.has_content():
+        return
+    try:
+        tracker = search_run.tracker
+        copy = workdir / "library.log"  # the run's name for it; the local file is named per command
+        shutil.copyfile(library.path, copy)
+        tracker.log_artifact(tracker.parent_run_id, copy, "logs")
+    except Exception:  # MLflow never opened, or the upload failed: the search's own result is the one to see
+        logging.getLogger(__name__).warning("the library log %s could not be added to the search's run",
+                                            library.path, exc_info=True)
 
 
 def _log_turns(tracker: SearchTracker, turns) -> None:

@@ -22,7 +22,7 @@ def search_summary(result) -> str:
         lines.append(f"{len(result.skipped)} file(s) skipped (named above and in the run's skipped_files.json)")
     if result.best is None:
         lines.append("no model was registered: no trial finished within the budget; try a larger --budget")
-        return "\n".join(lines)
+        return "\n".join(lines + _library_log(result))
     best, promotion = result.best, result.promotion
     lines.append(f"best: {best.candidate.engine} {best.candidate.description}")
     if best.cv_score == best.cv_score:
@@ -46,7 +46,14 @@ def search_summary(result) -> str:
         f"  smartecg pull --alias champion --out champion{uri_flag}",
         f"  smartecg predict PAGE.jpg{uri_flag}         # uses models:/{promotion.name}@champion",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _library_log(result))
+
+
+def _library_log(result) -> list[str]:
+    if result.library_log is None:
+        return []
+    return [f"library messages (TensorFlow, MLflow, the engines' workers): {result.library_log} "
+            "(also the run's logs/library.log)"]
 
 
 def _count(n: int, noun: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from automl.library_log import append_worker_output
 from features.atomic import write_text
 
 __all__ = ["WorkerRun", "mark_ready", "read_json", "run_worker", "watch_parent"]
@@ -38,12 +39,33 @@ class WorkerRun:
     seconds: float
     log_path: Path
     startup_seconds: float | None = None  # spawn to mark_ready(); None when the worker never got there
+    output_at: Path | None = None  # where a user finds the worker's output: the command's library log
 
     def tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def failure(self) -> str:
+        """What the worker died of, in one line: its exit code or signal, and the exception its
+        last Python traceback ended with (the lines around it are mostly TensorFlow's)."""
+        code = self.returncode
+        how = f"exit {code}"
+        if code is not None and code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                pass
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return how
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+        for line in lines[starts[-1] + 1:] if starts else ():
+            if line.strip() and not line.startswith((" ", "\t")):  # a traceback's frames are indented
+                return f"{how}: {line.strip()[:300]}"
+        return how
 
 
 def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[], None] | None = None,
@@ -53,7 +75,8 @@ def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[]
     """Run ``python -m module workdir`` until it exits or ``deadline`` (on ``clock``) passes.
 
     ``poll`` runs about every ``poll_seconds`` while the worker works (to log finished trials
-    as they appear). The worker's output goes to ``workdir/worker.log``. ``since`` (on ``clock``):
+    as they appear). The worker's output goes to ``workdir/worker.log``, never the terminal, and
+    when it ends into the command's library log (:mod:`automl.library_log`). ``since`` (on ``clock``):
     when the engine's call began, so that its start-up counts the engine's own preparation too.
     ``stop``: asked after every poll; True stops the worker as the deadline would.
     """
@@ -87,7 +110,8 @@ def run_worker(module: str, workdir: Path, deadline: float, *, poll: Callable[[]
     startup = _startup_seconds(workdir)
     if startup is not None and since is not None:
         startup += start - since
-    return WorkerRun(proc.returncode, stopped, clock() - start, log_path, startup)
+    output_at = append_worker_output(log_path, f"{module} (exit {proc.returncode})")
+    return WorkerRun(proc.returncode, stopped, clock() - start, log_path, startup, output_at)
 
 
 _READY = "ready.json"

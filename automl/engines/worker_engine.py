@@ -86,7 +86,9 @@ class WorkerEngine:
         self._after_worker(call, run, trials)
         self._logged += len(trials.records)
         if not run.stopped and run.returncode not in (0, None) and not trials.records:
-            raise RuntimeError(f"{self.label} worker failed (exit {run.returncode}); its last output:\n{run.tail()}")
+            # One line for the console (the first), the worker's last lines after it for the run's tag.
+            raise RuntimeError(f"{self.label} worker failed ({run.failure()}); its output is in {run.output_at}\n"
+                               f"{run.tail()}")
         return run
 
     def _after_worker(self, call: EngineCall, run: WorkerRun, trials: TrialTail) -> None:
