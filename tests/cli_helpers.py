@@ -6,12 +6,23 @@ until one answers. ``bench/serve.py`` uses these too.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
 import urllib.request
 
 from automl.cli import smartecg_command
+
+# Library noise a command must not print (issue 24): TensorFlow/absl C++ lines, tf.function
+# retracing, Python warnings, MLflow's download bars. automl.library_log sends it to a log file.
+NOISE = re.compile(r"oneDNN|cuda|TF-TRT|I0000 00:00|W0000|E0000|absl::InitializeLog|computation placer"
+                   r"|triggered tf\.function retracing|Downloading artifacts|\w+Warning: ", re.IGNORECASE)
+
+
+def noise_in(text: str) -> list[str]:
+    """The lines of ``text`` that are library noise."""
+    return [line for line in text.splitlines() if NOISE.search(line)]
 
 
 def smartecg(*args, check=True, env=None, cwd=None, timeout=300):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import smartecg
+from cli_helpers import noise_in, smartecg
 
 from automl.engines.base import TrainingData
 from automl.engines.optuna_engine import OptunaEngine
@@ -116,8 +117,8 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     # Both URIs: an earlier test's mlflow.set_registry_uri() leaves MLFLOW_REGISTRY_URI in os.environ.
     env = {"SMARTECG_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
-    out = smartecg("search", "--data", data, "--budget", "150s", "--experiment", spec, "--quiet", env=env,
-                   cwd=tmp_path).stdout
+    search = smartecg("search", "--data", data, "--budget", "150s", "--experiment", spec, env=env, cwd=tmp_path)
+    out = search.stdout
     assert "deeptest v1 is now 'champion'" in out and "best: optuna conv1d" in out, out
     # The network is calibrated on its validation pages, and its holdout pages explained with Grad-CAM.
     assert "calibration: temperature scaling (T = " in out and "explained " in out, out
@@ -136,6 +137,21 @@ def test_a_keras_champion_from_a_search_predicts_in_a_fresh_process(tmp_path):
     assert set(answer) == {"class", "uncertain", "status", "reason",
                            *(f"p_{c}" for c in ("Abnormal_HeartBeat", "Covid_19", "MI", "MI_History", "Normal"))}
     assert answer["status"] == {"0": "read"}  # the network's champion carries the gate its search fitted
+
+    # Piped, as in CI and cron, the search and predict print their own lines only: TensorFlow's and
+    # the worker's noise is in the log file the summary names (issue 24).
+    predict = smartecg("predict", page, "--model", "models:/deeptest@champion", env=env, cwd=tmp_path)
+    assert predict.stdout.startswith(f"{page}: ")
+    for run in (search, predict):
+        assert noise_in(run.stdout) == [] and noise_in(run.stderr) == [], (run.args, run.stdout, run.stderr)
+        assert "\r" not in run.stdout + run.stderr  # plain lines, no rewriting in place
+    assert re.search(r"^search \d+s / 2m30s \| .+ \| \d+ trials", search.stderr, re.MULTILINE), search.stderr
+    (said,) = re.findall(r"^library messages .*: (\S+) \(also the run's logs/library\.log\)$", out, re.MULTILINE)
+    assert Path(said).parent == tmp_path / "cache" / "logs"
+    logged = Path(said).read_text()
+    assert "----- automl.engines.optuna_worker (exit 0)" in logged and noise_in(logged), logged[:2000]
+    (predict_log,) = (tmp_path / "cache" / "logs").glob("predict-*.log")
+    assert noise_in(predict_log.read_text())  # TensorFlow's, loading the network
 
 
 def test_a_study_searched_with_other_choices_is_refused_in_one_line_and_default_names_keep_them_apart(tmp_path):
