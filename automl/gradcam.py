@@ -59,14 +59,13 @@ def last_spatial_layer(network, name: str | None = None):
 
 def gradcam(network, x: np.ndarray, class_index: int, layer: str | None = None) -> TensorAttribution:
     """Evidence for ``class_index`` over one input ``x`` of shape (1, *input_shape)."""
-    import keras
     import tensorflow as tf
 
     x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
     target = last_spatial_layer(network, layer)
     if target is None:
         return TensorAttribution(_saliency(network, x, class_index), "saliency", "input")
-    probe = keras.Model(network.inputs, [target.output, network.output])
+    probe = _probe(network, target)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         maps, proba = probe(x, training=False)
@@ -92,11 +91,35 @@ def _saliency(network, x, class_index: int) -> np.ndarray:
     """|gradient x input|, summed over channels for images (leads stay separate for signals)."""
     import tensorflow as tf
 
+    probe = _probe(network)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        score = tf.math.log(network(x, training=False)[:, class_index] + 1e-9)
+        score = tf.math.log(probe(x, training=False)[:, class_index] + 1e-9)
     heat = np.abs(tape.gradient(score, x).numpy()[0] * x.numpy()[0])
     return heat.sum(axis=-1) if heat.ndim == 3 else heat
+
+
+def _probe(network, target=None):
+    """A model from the network's one input tensor to its class probabilities, preceded by
+    ``target``'s output when a layer is given: ``[maps, probabilities]``.
+
+    AutoKeras builds its networks on lists of one input and one output, so its ``output`` is a
+    list where Optuna's is a tensor; a model over such lists nests them in what it returns, so
+    the single tensors are taken out first. Every call of the network goes through here.
+    """
+    import keras
+
+    proba = _single(network.outputs, "output")
+    return keras.Model(_single(network.inputs, "input"), proba if target is None else [target.output, proba])
+
+
+def _single(tensors, what: str):
+    """The one tensor of a list of one (a plain tensor is returned as it is)."""
+    if not isinstance(tensors, (list, tuple)):
+        return tensors
+    if len(tensors) != 1:
+        raise ValueError(f"Grad-CAM needs a network with one {what}; this one has {len(tensors)}")
+    return tensors[0]
 
 
 def _resize(cam: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -162,3 +162,25 @@ def test_candidate_pickles_and_predicts_in_a_fresh_process(sixty_second_search, 
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(fresh, model.predict_proba(data.paths[:3]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gradcam_explains_an_autokeras_network(sixty_second_search):
+    """AutoKeras builds its networks with lists of one input and one output; Grad-CAM must see through them."""
+    from automl.explain import explain
+    from automl.gradcam import gradcam, last_spatial_layer
+
+    data, candidates, _, _ = sixty_second_search
+    model = candidates[0].model
+    network = model.classifier.network
+    x = model.features.transform(data.paths[:1])  # the tensor the network reads for this page
+    found = explain(model, data.paths[0], method="gradcam")
+    # AutoKeras's small CNN has its convolutions at the top level; its ResNet/Xception nest them.
+    expected = "gradcam" if last_spatial_layer(network) is not None else "saliency"
+    assert found.detail["gradcam_method"] == expected, [layer.name for layer in network.layers]
+    assert sum(found.lead_shares.values()) == pytest.approx(1.0)
+    assert np.isfinite(found.heat).all() and found.heat.max() == pytest.approx(1.0)
+    attribution = gradcam(network, x, model.classes.index(found.class_name))
+    assert attribution.method == expected
+    assert attribution.heat.shape == x.shape[1:-1]
+    assert np.isfinite(attribution.heat).all() and (attribution.heat >= 0).all() and attribution.heat.max() > 0
