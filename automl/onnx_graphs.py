@@ -77,6 +77,7 @@ def _network_graph(classifier, name: str) -> Graph:
 
     import tensorflow as tf
     import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     network = classifier.network
     shape = tuple(network.input_shape[1:])
@@ -84,9 +85,20 @@ def _network_graph(classifier, name: str) -> Graph:
         raise ExportError(f"the network {network.name!r} has {network.output_shape[-1]} outputs for "
                           f"{len(classifier.classes_)} classes (a one-sigmoid head): not exported")
     signature = (tf.TensorSpec((None, *shape), tf.float32, name=INPUT_NAME),)
-    traced = tf.function(lambda x: network(x, training=False), input_signature=signature)
+
+    def probabilities(x):
+        # AutoKeras builds on lists of one input and one output, Optuna's networks on tensors.
+        out = network([x] if isinstance(network.input, (list, tuple)) else x, training=False)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    traced = tf.function(probabilities, input_signature=signature).get_concrete_function()
     try:
-        proto, _ = tf2onnx.convert.from_function(traced, input_signature=signature, opset=TARGET_OPSET[""])
+        # Frozen first: tf2onnx.convert.from_function leaves tensors the graph captured (AutoKeras's
+        # Normalization mean and variance) as extra graph inputs, which nobody feeds.
+        frozen = convert_variables_to_constants_v2(traced)
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs], opset=TARGET_OPSET[""])
     except Exception as exc:  # tf2onnx names the TensorFlow op it has no ONNX form for
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"the network {network.name!r} cannot be converted to ONNX: {reason}") from exc

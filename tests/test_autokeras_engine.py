@@ -184,3 +184,22 @@ def test_gradcam_explains_an_autokeras_network(sixty_second_search):
     assert attribution.method == expected
     assert attribution.heat.shape == x.shape[1:-1]
     assert np.isfinite(attribution.heat).all() and (attribution.heat >= 0).all() and attribution.heat.max() > 0
+
+
+@pytest.mark.slow  # the module's AutoKeras search, then an export run in its own process
+def test_an_autokeras_network_exports_to_onnx_and_the_light_runtime_gives_its_probabilities(sixty_second_search,
+                                                                                          tmp_path):
+    from test_export import run_light
+
+    from automl.export import export_model
+
+    data, candidates, _, _ = sixty_second_search
+    model = candidates[0].model
+    pages = list(data.paths[:4])
+    folder = export_model(model, tmp_path / "ak_export")
+    rows, _ = run_light(folder, pages)
+    checks, expected = model.predict_checked(pages)
+    assert [row["status"] for row in rows] == [check.status for check in checks]
+    got = np.array([list(row["probabilities"].values()) for row in rows], dtype=float)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
