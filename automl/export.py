@@ -249,7 +249,7 @@ Classes: {', '.join(manifest['classes'])}. Reads: {_reads(manifest['features'])}
 
 ## Run it
 
-Needs Python 3.10+ with {', '.join(LIGHT_REQUIREMENTS)} only:
+Needs Python 3.11 (as SmartECG) with {', '.join(LIGHT_REQUIREMENTS)} only:
 
     pip install {' '.join(LIGHT_REQUIREMENTS)}
     python -m {name} page.jpg other.png        # from the folder that holds {name}/
