@@ -62,8 +62,7 @@ def _graph(estimator, n_features: int, name: str) -> Graph:
             proto = to_onnx(estimator, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
                             options={"zipmap": False}, target_opset=TARGET_OPSET)
     except Exception as exc:  # skl2onnx raises many types; the user needs the part and the reason
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{_describe(estimator)} cannot be converted to ONNX: {reason}") from exc
+        raise ExportError(f"{_describe(estimator)} cannot be converted to ONNX: {_first_line(exc)}") from exc
     outputs = [o.name for o in proto.graph.output]
     if "probabilities" not in outputs:
         raise ExportError(f"{_describe(estimator)} gives no probabilities in ONNX (outputs {outputs})")
@@ -100,8 +99,7 @@ def _network_graph(classifier, name: str) -> Graph:
             frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
             output_names=[t.name for t in frozen.outputs], opset=TARGET_OPSET[""])
     except Exception as exc:  # tf2onnx names the TensorFlow op it has no ONNX form for
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"the network {network.name!r} cannot be converted to ONNX: {reason}") from exc
+        raise ExportError(f"the network {network.name!r} cannot be converted to ONNX: {_first_line(exc)}") from exc
     return Graph(name, proto.SerializeToString(), proto.graph.output[0].name, [_plain(c) for c in classifier.classes_])
 
 
@@ -130,6 +128,12 @@ def _steps(estimator, label: str = "classifier"):
 def _describe(estimator) -> str:
     steps = getattr(estimator, "steps", None)
     return " -> ".join(type(s).__name__ for _, s in steps) if steps else type(estimator).__name__
+
+
+def _first_line(exc: Exception) -> str:
+    """A converter's error in one line: its first, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _plain(value):
