@@ -278,6 +278,10 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tracking-uri", default=None, help=tracking_help)
     serve.set_defaults(handler=_serve)
 
+    from automl.federated.commands import add_federated_parser
+
+    add_federated_parser(commands, tracking_help, positive_int)
+
     ui = commands.add_parser("ui", help="the MLflow UI over SmartECG's store, on 127.0.0.1")
     ui.add_argument("--port", type=positive_int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1 only)")

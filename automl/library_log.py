@@ -31,7 +31,7 @@ from features.cache import cache_root
 
 __all__ = ["LIBRARY_LOGGERS", "LibraryLog", "append_worker_output", "current", "start"]
 
-LIBRARY_LOGGERS = ("tensorflow", "absl", "keras", "autokeras", "keras_tuner", "mlflow", "alembic",
+LIBRARY_LOGGERS = ("tensorflow", "flwr", "absl", "keras", "autokeras", "keras_tuner", "mlflow", "alembic",
                    "sqlalchemy", "py.warnings", "h5py", "matplotlib", "PIL", "numba", "distributed", "tf2onnx",
                    "skl2onnx", "onnx")
 KEEP = 20  # log files kept per command

@@ -125,10 +125,12 @@ def as_pipeline(weights: list[np.ndarray], scaling: Scaling, classes: list[str],
     attributes), then given the federation's numbers; the result computes exactly ``head_proba``.
     """
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
 
     n_features, n_classes = len(scaling.mean), len(classes)
     placeholder = np.tile(np.eye(n_classes, n_features), (2, 1))
@@ -136,18 +138,27 @@ def as_pipeline(weights: list[np.ndarray], scaling: Scaling, classes: list[str],
     scaler = StandardScaler().fit(placeholder)
     scaler.mean_, scaler.scale_, scaler.var_ = scaling.mean.copy(), scaling.std.copy(), scaling.std ** 2
     imputer = SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True).fit(placeholder)
+    with warnings.catch_warnings():  # one iteration on placeholders is all it is meant to do
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        head = _placeholder_head(placeholder, labels, classes, spec)
+    order = _column_order(head.classes_, classes)
     if spec.hidden:
-        head = MLPClassifier(hidden_layer_sizes=(spec.hidden,), max_iter=1)
-        head.partial_fit(placeholder, labels, classes=np.asarray(classes, dtype=object))
-        order = _column_order(head.classes_, classes)
         head.coefs_ = [weights[0].copy(), weights[2][:, order].copy()]
         head.intercepts_ = [weights[1].copy(), weights[3][order].copy()]
     else:
-        head = LogisticRegression(max_iter=1).fit(placeholder, labels)
-        order = _column_order(head.classes_, classes)
         head.coef_ = weights[0].T[order].copy()
         head.intercept_ = weights[1][order].copy()
     return make_pipeline(scaler, imputer, head)
+
+
+def _placeholder_head(placeholder: np.ndarray, labels: np.ndarray, classes: list[str], spec: HeadSpec):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    if spec.hidden:
+        head = MLPClassifier(hidden_layer_sizes=(spec.hidden,), max_iter=1)
+        return head.partial_fit(placeholder, labels, classes=np.asarray(classes, dtype=object))
+    return LogisticRegression(max_iter=1).fit(placeholder, labels)
 
 
 def _column_order(fitted_classes, classes: list[str]) -> np.ndarray:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -32,6 +33,7 @@ __all__ = ["MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationResult", 
 MIN_SITE_PAGES = 10
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 41))  # the calibration grid
 STATS, TRAIN = "stats", "train"
+_RECIPE = ("epochs", "batch_size", "learning_rate", "l2", "mu")
 
 
 @dataclass
@@ -48,26 +50,34 @@ class SiteData:
 class SiteClient:
     """One site's side: answers the coordinator's instructions from its own pages."""
 
-    def __init__(self, data: SiteData, n_classes: int, spec: HeadSpec) -> None:
+    def __init__(self, data: SiteData, n_classes: int, spec: HeadSpec, *, features: str = "") -> None:
         if len(data.y_learn) < MIN_SITE_PAGES:
             raise ValueError(f"site {data.name!r} has {len(data.y_learn)} learning pages; a site needs at least "
                              f"{MIN_SITE_PAGES}, or its sums would all but give single pages away")
-        self.data, self.n_classes, self.spec = data, n_classes, spec
+        self.data, self.n_classes, self.spec, self.features = data, n_classes, spec, features
+        self.rounds_answered = 0
         self._salt = zlib.crc32(data.name.encode())
 
     def fit(self, parameters: list[np.ndarray], config: dict) -> tuple[list[np.ndarray], int, dict]:
         d = self.data
+        self.rounds_answered += 1
         if config["stage"] == STATS:
+            wanted = str(config.get("features", ""))
+            if wanted and self.features and wanted != self.features:
+                raise ValueError(f"site {d.name!r}: the server trains on features {wanted}, this site read {self.features}; "
+                                 "start the client with the server's --features (and the same SmartECG version)")
             count, total, squares = feature_sums(d.X_learn)
             per_class = np.bincount(d.y_learn, minlength=self.n_classes).astype(float)
             return [count, total, squares, per_class], len(d.y_learn), {"site": d.name}
         scaling, class_weight, weights = _unpack(parameters)
-        trained = train_locally(weights, scaling.apply(d.X_learn), d.y_learn, class_weight, self.spec,
+        recipe = replace(self.spec, **{k: config[k] for k in _RECIPE if k in config})
+        trained = train_locally(weights, scaling.apply(d.X_learn), d.y_learn, class_weight, recipe,
                                 seed=int(config["seed"]) + self._salt)
         return trained, len(d.y_learn), {"site": d.name}
 
     def evaluate(self, parameters: list[np.ndarray], config: dict) -> tuple[float, int, dict]:
         d = self.data
+        self.rounds_answered += 1
         scaling, _, weights = _unpack(parameters)
         Z = scaling.apply(d.X_check)
         proba = head_proba(weights, Z)
@@ -105,9 +115,10 @@ class Coordinator:
     statistics). ``on_round`` is called with each :class:`RoundReport` (for MLflow, progress).
     """
 
-    def __init__(self, classes: list[str], spec: HeadSpec, rounds: int, *, seed: int = 0, on_round=None) -> None:
+    def __init__(self, classes: list[str], spec: HeadSpec, rounds: int, *, seed: int = 0, on_round=None,
+                 deadline: float | None = None, features: str = "") -> None:
         self.classes, self.spec, self.rounds, self.seed = list(classes), spec, rounds, seed
-        self.on_round = on_round
+        self.on_round, self.deadline, self.features = on_round, deadline, features
         self.scaling: Scaling | None = None
         self.class_weight: np.ndarray | None = None
         self.weights: list[np.ndarray] | None = None
@@ -119,11 +130,19 @@ class Coordinator:
     def total_rounds(self) -> int:
         return self.rounds + 1
 
+    def wants_round(self, server_round: int) -> bool:
+        """Whether round ``server_round`` runs: the statistics and the first training round always do, the
+        others while the budget lasts (``deadline``, time.monotonic())."""
+        return server_round <= 2 or self.deadline is None or time.monotonic() < self.deadline
+
     def instruction(self, server_round: int) -> tuple[list[np.ndarray], dict]:
         """(parameters, config) sent to every site in round ``server_round`` (from 1)."""
         if server_round == 1:
-            return [], {"stage": STATS}
-        return self.global_parameters(), {"stage": TRAIN, "seed": self.seed * 100_003 + server_round}
+            return [], {"stage": STATS, "features": self.features}
+        spec = self.spec  # the server's training recipe is the one every site follows
+        return self.global_parameters(), {"stage": TRAIN, "seed": self.seed * 100_003 + server_round,
+                                          "epochs": spec.epochs, "batch_size": spec.batch_size,
+                                          "learning_rate": spec.learning_rate, "l2": spec.l2, "mu": spec.mu}
 
     def global_parameters(self) -> list[np.ndarray]:
         return [self.scaling.mean, self.scaling.std, self.class_weight, *self.weights]
@@ -174,6 +193,8 @@ class Coordinator:
 def run_in_process(clients: list[SiteClient], coordinator: Coordinator) -> FederationResult:
     """The federation's rounds as plain calls: the same messages as over Flower, without a network."""
     for server_round in range(1, coordinator.total_rounds + 1):
+        if not coordinator.wants_round(server_round):
+            break
         parameters, config = coordinator.instruction(server_round)
         coordinator.aggregate_fit(server_round, [client.fit(parameters, config) for client in clients])
         if server_round > 1:
