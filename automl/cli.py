@@ -390,7 +390,9 @@ def _report_sites(args):
 
     if args.site_csv:
         manifest = scan(args.data, n_jobs=args.jobs)
-        return manifest, sites_from_csv(manifest, args.site_csv), f"the CSV `{args.site_csv}`"
+        sites = sites_from_csv(manifest, args.site_csv)
+        manifest.warnings += [w for site in sites.values() for w in site.warnings]  # e.g. stale CSV rows
+        return manifest, sites, f"the CSV `{args.site_csv}`"
     if not holds_sites(args.data):
         raise DatasetError(f"{args.data}: holds class folders, not site folders; --sites expects "
                            f"{args.data}/<site>/<Class>/ (or name each page's site with --site-csv)")
