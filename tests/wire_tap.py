@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class WireTap:
@@ -39,9 +40,8 @@ class WireTap:
                 site, _ = self._listener.accept()
             except OSError:
                 return
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
+            server = self._connect()
+            if server is None:
                 site.close()
                 continue
             with self._lock:
@@ -50,6 +50,16 @@ class WireTap:
                 self.received.append(received)
             threading.Thread(target=self._pump, args=(site, server, sent), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, site, received), daemon=True).start()
+
+    def _connect(self, seconds: float = 60.0) -> socket.socket | None:
+        """The server may still be starting: like a real relay, keep trying for a while."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                return socket.create_connection(self.target)
+            except OSError:
+                time.sleep(0.2)
+        return None
 
     def _pump(self, source: socket.socket, sink: socket.socket, record: bytearray) -> None:
         try:

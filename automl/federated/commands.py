@@ -8,7 +8,8 @@ _DEFAULT_ADDRESS = "127.0.0.1:8088"
 
 def add_federated_parser(commands, tracking_help: str, positive_int) -> None:
     federated = commands.add_parser(
-        "federated", help="train across sites with Flower: model updates travel, pages never do",
+        "federated", allow_abbrev=False,  # else `client --site` is taken for the simulation's --sites
+        help="train across sites with Flower: model updates travel, pages never do",
         description="With --sites: a simulation on this machine (a Flower server and one client per site on "
                     "loopback). `federated server` and `federated client` run the same federation across machines.")
     _site_options(federated, required=False)

@@ -41,10 +41,25 @@ def join(site: SiteClient, server: str, *, wait_seconds: float = 120.0) -> None:
     """Take part in the federation at ``server`` (HOST:PORT) until it ends."""
     import flwr
 
+    import grpc
+
     _quiet_flower()
     host, _, port = server.rpartition(":")
-    _wait_for_port(host or "127.0.0.1", int(port), wait_seconds)
-    flwr.client.start_client(server_address=server, client=_client_class()(site).to_client(), insecure=True)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        _wait_for_port(host or "127.0.0.1", int(port), max(deadline - time.monotonic(), 0.0))
+        try:
+            flwr.client.start_client(server_address=server, client=_client_class()(site).to_client(), insecure=True)
+            return
+        except grpc.RpcError as error:
+            # Something listens (a relay, a server still starting) but the federation is not there yet.
+            unavailable = getattr(error, "code", lambda: None)() == grpc.StatusCode.UNAVAILABLE
+            if not unavailable or site.rounds_answered or time.monotonic() > deadline:
+                state = "stopped answering" if site.rounds_answered else "is not answering"
+                details = error.details() if hasattr(error, "details") else str(error)
+                raise ConnectionError(f"site {site.data.name!r}: the federation server at {server} {state}: "
+                                      f"{details}") from None
+            time.sleep(1.0)
 
 
 def simulate(sites: list[SiteClient], coordinator: Coordinator, *, address: str | None = None, dial: str | None = None):
