@@ -96,6 +96,13 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="folder for the PNG files, summary.json and report.md")
     report.add_argument("--seed", type=int, default=0)
     report.add_argument("--jobs", type=positive_int, default=4, help="reader threads (default 4)")
+    by_site = report.add_mutually_exclusive_group()
+    by_site.add_argument("--sites", action="store_true",
+                         help="DATA is DATA/<site>/<Class>/: add pages per site and class and the layout audit per site")
+    by_site.add_argument("--site-csv", default=None, metavar="FILE",
+                         help="CSV with columns path,site (paths relative to DATA) naming every page's site")
+    by_site.add_argument("--approximate-sites", action="store_true",
+                         help="no site names: use page families (layout | page size) as sites, reported as an approximation")
     report.set_defaults(handler=_data_report)
 
     split = data_commands.add_parser("split", help="scan a dataset and make (or show) its saved split")
@@ -370,15 +377,38 @@ def _data_report(args) -> int:
 
     from features.cache import default_cache_dir
 
-    manifest = scan(args.data, n_jobs=args.jobs)
-    summary = write_report(manifest, args.out, seed=args.seed, n_jobs=-1, cache_dir=default_cache_dir())
+    manifest, sites, source = _report_sites(args) if args.sites or args.site_csv else (
+        scan(args.data, n_jobs=args.jobs), None, "")
+    summary = write_report(manifest, args.out, seed=args.seed, n_jobs=-1, cache_dir=default_cache_dir(),
+                           sites=sites, site_source=source, approximate_sites=args.approximate_sites)
     counts = ", ".join(f"{c} {n}" for c, n in summary["class_counts"].items())
     print(f"{summary['n_images']} images ({counts}); {len(summary['skipped'])} skipped, "
           f"{len(summary['duplicates_dropped'])} duplicate(s) dropped")
     for audit in ("shortcut_audit", "layout_audit", "header_audit"):
         print(summary[audit]["message"])
+    if "sites" in summary:
+        pages = summary["sites"]["pages"]
+        flagged = [site for site, audit in summary["sites"]["layout_audit"].items() if audit["flagged"]]
+        print(f"{len(pages) - 1} site(s){' (approximated from page families)' if args.approximate_sites else ''}: "
+              + ", ".join(f"{site} {row['total']}" for site, row in pages.items() if site != "total")
+              + (f"; layout predicts the class within {', '.join(flagged)}" if flagged else ""))
     print(f"report: {args.out}/report.md")
     return 0
+
+
+def _report_sites(args):
+    """The pooled manifest, its sites and where they come from, for `data report --sites/--site-csv`."""
+    from features.dataset import DatasetError, scan
+    from features.sites import holds_sites, pool_sites, scan_sites, sites_from_csv
+
+    if args.site_csv:
+        manifest = scan(args.data, n_jobs=args.jobs)
+        return manifest, sites_from_csv(manifest, args.site_csv), f"the CSV `{args.site_csv}`"
+    if not holds_sites(args.data):
+        raise DatasetError(f"{args.data}: holds class folders, not site folders; --sites expects "
+                           f"{args.data}/<site>/<Class>/ (or name each page's site with --site-csv)")
+    sites = scan_sites([args.data], n_jobs=args.jobs)
+    return pool_sites(sites, root=args.data), sites, f"the site folders of `{args.data}`"
 
 
 def _data_split(args) -> int:

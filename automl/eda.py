@@ -3,7 +3,8 @@
 Writes PNG charts (class bar and pie charts, sample pages per class, page sizes by class, a
 contact sheet of the lead panels found), ``summary.json`` for machines and ``report.md`` for
 people. The shortcut audit asks whether page metadata, the layout or the header alone predict
-the class.
+the class. Given sites (:mod:`features.sites`), it adds pages per site and class and the layout
+audit within each site.
 """
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ _COLOURS = dict(zip(CLASSES, ("#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#2ca0
 
 
 def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: int = 3, seed: int = 0,
-                 n_jobs: int | None = 1, cache_dir: str | Path | None = None) -> dict:
+                 n_jobs: int | None = 1, cache_dir: str | Path | None = None,
+                 sites: dict[str, Manifest] | None = None, site_source: str = "",
+                 approximate_sites: bool = False) -> dict:
     """Write the report files into ``out_dir`` and return the summary that went to summary.json.
 
     ``n_jobs`` and ``cache_dir`` are for finding every page's lead panels (cached like features).
+    ``sites`` (site name -> manifest of pages of ``manifest``, said to come from ``site_source``)
+    adds a ``sites`` section; ``approximate_sites`` makes the sites from the page families found
+    by the survey instead (:func:`features.sites.approximate_sites`), and the report says so.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,6 +74,15 @@ def write_report(manifest: Manifest, out_dir: str | Path, *, samples_per_class: 
         "unsurveyed": unsurveyed,
         "files": {k: v.name for k, v in files.items()},
     }
+    if approximate_sites:
+        from dataclasses import replace
+
+        from features.sites import approximate_sites as by_family
+
+        sites = by_family(replace(manifest, frame=surveyed), survey)
+        site_source = "page families (layout | page size) found by the survey"
+    if sites is not None:
+        summary["sites"] = _site_summary(sites, site_source, approximate_sites, surveyed, survey, seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     save_audits(summary["data_hash"], summary)  # for the model cards of searches on this data
     (out / "report.md").write_text(_markdown(summary))
@@ -84,6 +99,48 @@ def _survey(frame, n_jobs, cache_dir):
         except ImageReadError as exc:  # rows already computed are cached: the retry only does the rest
             unsurveyed[exc.name] = f"{exc.reason}; {exc.hint}"
             frame = frame[frame["path"].astype(str) != exc.name]
+
+
+def _site_summary(sites: dict, source: str, approximate: bool, surveyed, survey, seed: int) -> dict:
+    """Pages per site and class, and the layout audit on each site's surveyed pages."""
+    from features.sites import site_table
+
+    site_of = {str(p): name for name, m in sites.items() for p in m.frame["path"]}
+    page_sites = np.array([site_of.get(str(p)) for p in surveyed["path"]], dtype=object)
+    layouts = {}
+    for name in sites:
+        mine = page_sites == name
+        layouts[name] = layout_audit(surveyed["label"].to_numpy()[mine], survey["layout"].to_numpy()[mine],
+                                     seed=seed).to_dict()
+    table = site_table(sites)
+    return {
+        "source": source,
+        "approximate": approximate,
+        "pages": {str(site): {str(c): int(n) for c, n in row.items()} for site, row in table.iterrows()},
+        "layout_audit": layouts,
+    }
+
+
+def _site_markdown(sites: dict) -> list[str]:
+    pages = sites["pages"]
+    columns = list(next(iter(pages.values())))
+    lines = ["## Sites", "", f"Sites from {sites['source']}."]
+    if sites["approximate"]:
+        lines += ["", "**Approximation:** this data names no hospital. Each site is a page family (layout and page "
+                      "size), which stands in for the hospital that printed it but is not one: two hospitals may "
+                      "share a family and one hospital may print two."]
+    lines += ["", "| site | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| {'**total**' if site == 'total' else site} | " + " | ".join(str(row[c]) for c in columns) + " |"
+              for site, row in pages.items()]
+    lines += ["", "### Layout audit per site", "",
+              "Within one site, does the layout still predict the class?", "",
+              "| site | pages surveyed | layouts | Cramer's V | p | verdict |", "|---|---|---|---|---|---|"]
+    for site, audit in sites["layout_audit"].items():
+        verdict = "WARNING" if audit["flagged"] else "OK"
+        lines.append(f"| {site} | {audit['n_images']} | {len(audit['table'])} | {audit['cramers_v']:.2f} | "
+                     f"{audit['p_value']:.3f} | {verdict} |")
+    lines += [""] + [f"- {site}: {audit['message']}" for site, audit in sites["layout_audit"].items()]
+    return lines
 
 
 def _most_common_size(group) -> str:
@@ -245,6 +302,8 @@ def _markdown(summary: dict) -> str:
               "(listed first on the contact sheet, in red: check them).", "",
               "![lead panels](panels.png)"]
     lines += [f"- not surveyed: `{p}`: {why}" for p, why in summary["unsurveyed"].items()]
+    if "sites" in summary:
+        lines += [""] + _site_markdown(summary["sites"])
     lines += ["", "![class counts](class_counts.png) ![class share](class_share.png)", "",
               "![page sizes](page_sizes.png)", "", "![samples](samples.png)", "",
               f"## Skipped files ({len(summary['skipped'])})", ""]
