@@ -10,6 +10,7 @@ import pytest
 from automl.federated.head import HeadSpec
 from automl.federated.leave_site_out import _fold_small, leave_site_out
 from automl.federated.protocol import MIN_SITE_PAGES, SiteData
+from features.cache import default_cache_dir
 from features.dataset import scan
 from features.handcrafted import PageFeatures
 from features.synthetic import LayoutMix, generate_dataset
@@ -41,8 +42,9 @@ def sites(site_folders):
 
 
 @pytest.fixture(scope="module")
-def result(sites, tmp_path_factory):
-    features = PageFeatures(sets=("trace",), n_jobs=-1, cache_dir=tmp_path_factory.mktemp("loso-rows"), progress=False)
+def result(sites):
+    # The session's private cache: the CLI tests' subprocesses then read these pages' rows from it.
+    features = PageFeatures(sets=("trace",), n_jobs=-1, cache_dir=default_cache_dir(), progress=False)
     return leave_site_out(sites, features=features, spec=HeadSpec(epochs=2), rounds=2, resamples=100)
 
 
@@ -95,7 +97,7 @@ def test_cli_prints_the_table_and_writes_json(site_folders, tmp_path):
         assert f"| {name} |" in done.stdout
     assert "pooled, in-distribution" in done.stdout
     written = json.loads((out / "leave_site_out.json").read_text())
-    assert [s["site"] for s in written["sites"]] == list(SITES)
+    assert sorted(s["site"] for s in written["sites"]) == sorted(SITES)
     assert written["sites_approximated"] is False and written["features"] == ["trace"]
     assert (out / "leave_site_out.md").read_text().startswith("| left-out site |")
 
@@ -118,3 +120,16 @@ def test_cli_asks_how_sites_are_named(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "smartecg: error: say where the sites are: --sites (DATA/<site>/<Class>/), --site-csv FILE, "
         "or --approximate-sites (page families, for data naming no hospital)"]
+
+
+def test_bootstrap_macro_f1_is_sklearns_over_the_classes_present():
+    from sklearn.metrics import f1_score
+
+    from automl.bootstrap import bootstrap_scores
+
+    truth = np.array(["MI", "MI", "Normal", "Normal", "Normal", "MI"], dtype=object)
+    predicted = np.array(["MI", "Covid_19", "Normal", "MI", "Normal", "MI"], dtype=object)
+    scores = bootstrap_scores(truth, predicted, resamples=200)
+    assert scores["macro_f1"] == pytest.approx(f1_score(truth, predicted, labels=["MI", "Normal"], average="macro"))
+    assert scores["accuracy"] == pytest.approx(4 / 6)
+    assert scores["macro_f1_ci"][0] <= scores["macro_f1"] <= scores["macro_f1_ci"][1]
