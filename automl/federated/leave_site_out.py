@@ -72,7 +72,8 @@ class LeaveSiteOut:
                  "|---|---:|---|---|---:|---|---:|---|"]
         for r in self.rows:
             classes = ", ".join(c + ("*" if c in r.unseen_classes else "") for c in r.classes)
-            lines.append(f"| {r.site} | {r.pages} | {classes} | {_f1_cell(r.federated)} | {_acc_cell(r.federated)} | "
+            site = r.site.replace("|", "\\|")  # approximated sites are named layout|size
+            lines.append(f"| {site} | {r.pages} | {classes} | {_f1_cell(r.federated)} | {_acc_cell(r.federated)} | "
                          f"{_f1_cell(r.pooled)} | {_acc_cell(r.pooled)} | {'; '.join(r.notes)} |")
         ref = self.reference
         note = ref.get("skipped", f"trained on every site's train pages, scored on their {ref.get('pages', 0)} "
