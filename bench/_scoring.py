@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from automl.bootstrap import bootstrap_scores
+
 __all__ = ["SLICES", "score_answers", "format_row"]
 
 COVID = "Covid_19"
@@ -42,18 +44,10 @@ def score_answers(labels, proba: np.ndarray, classes: list[str], layouts, *, res
         names = [classes[i] for i in columns]
         truth = labels[keep]
         predicted = np.asarray(names, dtype=object)[proba[keep][:, columns].argmax(axis=1)]
-        present = sorted(set(truth))
-
-        def stats(idx):
-            t, p = truth[idx], predicted[idx]
-            return float((t == p).mean()), float(f1_score(t, p, labels=present, average="macro", zero_division=0))
-
-        accuracy, macro_f1 = stats(np.arange(len(truth)))
-        draws = np.array([stats(rng.integers(0, len(truth), len(truth))) for _ in range(resamples)])
-        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-        out[name] = {"n": int(keep.sum()), "accuracy": accuracy, "macro_f1": macro_f1,
-                     "accuracy_ci": [float(low[0]), float(high[0])], "macro_f1_ci": [float(low[1]), float(high[1])]}
+        scores = bootstrap_scores(truth, predicted, resamples=resamples, rng=rng)
+        out[name] = {"n": int(keep.sum()), **scores}
         if name == "all":
+            present = sorted(set(truth))
             per_class = f1_score(truth, predicted, labels=present, average=None, zero_division=0)
             out["f1"] = {c: float(v) for c, v in zip(present, per_class)}
     return out

@@ -5,15 +5,19 @@ rows stay in this process.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from automl.federated.protocol import SiteData
+from features.cache import cache_root
 from features.dataset import CLASSES, Manifest, assign_splits
 
-__all__ = ["SitePages", "class_indices", "site_pages", "to_site_data"]
+__all__ = ["SitePages", "class_indices", "site_pages", "site_split_file", "to_site_data"]
 
 
 @dataclass
@@ -27,10 +31,27 @@ class SitePages:
         return self.frame[self.frame["split"] == split]
 
 
-def site_pages(name: str, manifest: Manifest, *, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> SitePages:
-    """The site's stratified split, saved beside its pages like a search's (so reruns keep the holdout unseen)."""
-    frame = assign_splits(manifest, fractions=fractions, seed=seed)
+def site_pages(name: str, manifest: Manifest, *, seed: int = 0, fractions=(0.7, 0.15, 0.15),
+               split_file=None) -> SitePages:
+    """The site's stratified split, saved beside its pages like a search's (so reruns keep the holdout unseen).
+
+    ``split_file`` saves it elsewhere: sites cut from one folder (a site CSV, approximated sites)
+    share that folder, and one split file there would mix their splits (:func:`site_split_file`).
+    """
+    frame = assign_splits(manifest, fractions=fractions, seed=seed, split_file=split_file)
     return SitePages(name, frame.reset_index(drop=True))
+
+
+def site_split_file(name: str, manifest: Manifest, sites: dict[str, Manifest]) -> Path | None:
+    """Where site ``name``'s split is saved: None (beside its pages) when its folder is its own,
+    else a file of its own under the cache's ``splits/``, named after the folder and the site."""
+    root = manifest.root.resolve()
+    if sum(m.root.resolve() == root for m in sites.values()) < 2:
+        return None
+    folder = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "site"
+    site = hashlib.sha256(name.encode()).hexdigest()[:8]  # two names of one slug stay apart
+    return cache_root() / "splits" / f"{root.name}-{folder}-site-{slug}-{site}.csv"
 
 
 def class_indices(labels, classes=CLASSES) -> np.ndarray:
