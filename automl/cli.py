@@ -261,7 +261,7 @@ def _build_parser() -> argparse.ArgumentParser:
     named.add_argument("--site-csv", default=None, help="CSV with columns path,site (paths relative to DATA)")
     named.add_argument("--approximate-sites", action="store_true",
                        help="sites approximated by page family (layout and page size): for data naming no hospital")
-    loso.add_argument("--rounds", type=positive_int, default=10, help="federated training rounds (default 10)")
+    loso.add_argument("--rounds", type=positive_int, default=20, help="federated training rounds (default 20)")
     loso.add_argument("--hidden", type=int, default=0, help="hidden units of the head; 0 = linear (default)")
     loso.add_argument("--features", default=None,
                       help="comma-separated feature sets (default: the default experiment's)")

@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="pretrained backbones (smartecg pretrain --out DIR): the deep engines also run from them")
     parser.add_argument("--leave-site-out", action="store_true",
                         help="leave-one-site-out over --data and --test together (sites approximated by page family)")
-    parser.add_argument("--rounds", type=int, default=10, help="--leave-site-out: federated rounds (default 10)")
+    parser.add_argument("--rounds", type=int, default=20, help="--leave-site-out: federated rounds (default 20)")
     parser.add_argument("--hidden", type=int, default=0, help="--leave-site-out: head's hidden units, 0 = linear")
     parser.add_argument("--seed", type=int, default=0, help="--leave-site-out: split and training seed")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 SITE_LAYOUTS = {"north": LayoutMix(), "south": LayoutMix(six_by_two=1.0),
                 "east": LayoutMix(six_by_two=0.5, gridless=0.5)}
-ROUNDS = 8
+ROUNDS = 20  # the default
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_sites_as_processes_match_pooled_training_and_send_no_page(sites, tmp_pa
     port = free_port()
     tap = WireTap(("127.0.0.1", port))
     server = subprocess.Popen(smartecg_command() + ["federated", "server", "--address", f"127.0.0.1:{port}",
-                                                    "--min-sites", "3", "--rounds", str(ROUNDS), "--holdout", str(test),
+                                                    "--min-sites", "3", "--holdout", str(test),
                                                     "--tracking-uri", uri],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     clients = [subprocess.Popen(smartecg_command() + ["federated", "client", "--site", str(root / name),
@@ -93,7 +93,7 @@ def test_sites_as_processes_match_pooled_training_and_send_no_page(sites, tmp_pa
 
     # What crossed the wire from the sites: their sums are there (the search looks at the right bytes) ...
     wire = tap.sent_bytes()
-    assert len(tap.sent) == 3 and len(wire) > 10_000
+    assert len([c for c in tap.sent if len(c) > 1000]) == 3  # one conversation per site (port probes are empty)
     _, total, _ = _sums(parts[0].X_learn)
     assert total.astype("<f8").tobytes() in wire
     # ... but no stretch of any page file, and no run of four values of any page's feature row.

@@ -52,15 +52,16 @@ def _site_options(parser, *, required: bool) -> None:
 
 
 def _training_options(parser, positive_int) -> None:
-    parser.add_argument("--rounds", type=positive_int, default=10, help="training rounds (default 10)")
+    parser.add_argument("--rounds", type=positive_int, default=20, help="training rounds (default 20)")
     parser.add_argument("--budget", default=None, help="wall time for the rounds: 90s, 30m (default: no limit; "
                                                        "the first training round always runs)")
     parser.add_argument("--features", default=None,
                         help="comma-separated feature sets (default: the default experiment's)")
     parser.add_argument("--hidden", type=int, default=0,
                         help="hidden units of the head: 0 is softmax regression (default), e.g. 64 for an MLP")
-    parser.add_argument("--mu", type=float, default=0.0,
-                        help="FedProx's proximal weight (default 0: FedAvg); 0.01-0.1 for sites whose pages differ")
+    parser.add_argument("--mu", type=float, default=0.1,
+                        help="FedProx's proximal weight (default 0.1: sites whose pages differ drift apart under "
+                             "plain FedAvg, which is --mu 0)")
     parser.add_argument("--local-epochs", type=positive_int, default=5, help="passes over a site's pages per round "
                                                                              "(default 5)")
     parser.add_argument("--seed", type=int, default=0)
@@ -86,9 +87,9 @@ def _settings(args):
         raise ValueError(f"unknown feature set(s) {', '.join(unknown)}; known: {', '.join(FEATURE_SETS)}")
     if getattr(args, "mu", 0.0) < 0 or getattr(args, "hidden", 0) < 0:
         raise ValueError("--mu and --hidden must not be negative")
-    head = HeadSpec(hidden=getattr(args, "hidden", 0), epochs=getattr(args, "local_epochs", 5), mu=getattr(args, "mu", 0.0))
+    head = HeadSpec(hidden=getattr(args, "hidden", 0), epochs=getattr(args, "local_epochs", 5), mu=getattr(args, "mu", 0.1))
     budget = getattr(args, "budget", None)
-    return FederationSettings(rounds=getattr(args, "rounds", 10), head=head, features=features, seed=args.seed,
+    return FederationSettings(rounds=getattr(args, "rounds", 20), head=head, features=features, seed=args.seed,
                               budget_seconds=parse_duration(budget) if budget else None,
                               experiment=getattr(args, "experiment", None) or EXPERIMENT,
                               registry_name=getattr(args, "name", "smartecg") if args.role != "client" else "smartecg",

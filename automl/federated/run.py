@@ -31,7 +31,7 @@ EXPERIMENT = "smartecg-federated"
 
 @dataclass
 class FederationSettings:
-    rounds: int = 10
+    rounds: int = 20
     head: HeadSpec = field(default_factory=HeadSpec)
     features: tuple[str, ...] = ("signals", "trace")
     seed: int = 0
