@@ -27,12 +27,13 @@ import numpy as np
 from automl.federated.head import (HeadSpec, Scaling, feature_sums, head_proba, initial_weights, train_locally,
                                    weighted_log_loss)
 
-__all__ = ["MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationResult", "RoundReport", "SiteClient",
-           "SiteData", "macro_f1_of", "run_in_process"]
+__all__ = ["HEAD", "MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationResult", "RoundReport", "SiteClient",
+           "SiteData", "balanced_class_weight", "check_pages", "counts_answer", "macro_f1_of", "refuse_other_setup", "run_in_process"]
 
 MIN_SITE_PAGES = 10
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 41))  # the calibration grid
 STATS, TRAIN = "stats", "train"
+HEAD = "head"  # the model kind a head federation announces in round 1 (networks announce their own)
 _RECIPE = ("epochs", "batch_size", "learning_rate", "l2", "mu")
 
 
@@ -51,9 +52,7 @@ class SiteClient:
     """One site's side: answers the coordinator's instructions from its own pages."""
 
     def __init__(self, data: SiteData, n_classes: int, spec: HeadSpec, *, features: str = "") -> None:
-        if len(data.y_learn) < MIN_SITE_PAGES:
-            raise ValueError(f"site {data.name!r} has {len(data.y_learn)} learning pages; a site needs at least "
-                             f"{MIN_SITE_PAGES}, or its sums would all but give single pages away")
+        check_pages(data)
         self.data, self.n_classes, self.spec, self.features = data, n_classes, spec, features
         self.rounds_answered = 0
         self._salt = zlib.crc32(data.name.encode())
@@ -62,10 +61,7 @@ class SiteClient:
         d = self.data
         self.rounds_answered += 1
         if config["stage"] == STATS:
-            wanted = str(config.get("features", ""))
-            if wanted and self.features and wanted != self.features:
-                raise ValueError(f"site {d.name!r}: the server trains on features {wanted}, this site read {self.features}; "
-                                 "start the client with the server's --features (and the same SmartECG version)")
+            refuse_other_setup(d.name, config, features=self.features, model=HEAD)
             count, total, squares = feature_sums(d.X_learn)
             per_class = np.bincount(d.y_learn, minlength=self.n_classes).astype(float)
             return [count, total, squares, per_class], len(d.y_learn), {"site": d.name}
@@ -80,13 +76,44 @@ class SiteClient:
         self.rounds_answered += 1
         scaling, _, weights = _unpack(parameters)
         Z = scaling.apply(d.X_check)
-        proba = head_proba(weights, Z)
-        confusion = np.zeros((self.n_classes, self.n_classes), dtype=int)
-        np.add.at(confusion, (d.y_check, proba.argmax(axis=1)), 1)
-        logits = np.log(np.clip(proba, 1e-12, None))
-        nll = [_summed_nll(logits / t, d.y_check) for t in TEMPERATURES]
-        return weighted_log_loss(weights, Z, d.y_check), len(d.y_check), {
-            "site": d.name, "confusion": json.dumps(confusion.tolist()), "nll_by_temperature": json.dumps(nll)}
+        return counts_answer(d.name, head_proba(weights, Z), d.y_check, self.n_classes,
+                             loss=weighted_log_loss(weights, Z, d.y_check))
+
+
+def check_pages(data: SiteData) -> None:
+    """A site with too few learning pages refuses to take part (see the module docstring)."""
+    if len(data.y_learn) < MIN_SITE_PAGES:
+        raise ValueError(f"site {data.name!r} has {len(data.y_learn)} learning pages; a site needs at least "
+                         f"{MIN_SITE_PAGES}, or its sums would all but give single pages away")
+
+
+def refuse_other_setup(site: str, config: dict, *, features: str, model: str) -> None:
+    """Round 1: a site that read other inputs, or is set for another model, than the server's refuses."""
+    wanted = str(config.get("features", ""))
+    if wanted and features and wanted != features:
+        raise ValueError(f"site {site!r}: the server trains on features {wanted}, this site read {features}; "
+                         "start the client with the server's --features (and the same SmartECG version)")
+    kind = str(config.get("model", ""))
+    if kind and kind != model:
+        raise ValueError(f"site {site!r}: the server trains the model {kind}, this site is set for {model}; "
+                         "start the client with the server's --model (and the same SmartECG version)")
+
+
+def counts_answer(site: str, proba: np.ndarray, y: np.ndarray, n_classes: int, *,
+                  loss: float | None = None) -> tuple[float, int, dict]:
+    """What a site says of the global model on its check pages: counts only.
+
+    Its summed log-loss (``loss``, default from ``proba``), its confusion matrix, and its summed
+    log-loss under every temperature of the grid.
+    """
+    proba = np.asarray(proba, dtype=float)
+    confusion = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(confusion, (y, proba.argmax(axis=1)), 1)
+    logits = np.log(np.clip(proba, 1e-12, None))
+    nll = [_summed_nll(logits / t, y) for t in TEMPERATURES]
+    if loss is None:
+        loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).sum())
+    return loss, len(y), {"site": site, "confusion": json.dumps(confusion.tolist()), "nll_by_temperature": json.dumps(nll)}
 
 
 @dataclass
@@ -113,7 +140,11 @@ class Coordinator:
 
     ``rounds`` counts training rounds; the federation runs ``rounds + 1`` (the first gathers
     statistics). ``on_round`` is called with each :class:`RoundReport` (for MLflow, progress).
+    Subclasses federate other models (:class:`automl.federated.network.NetworkCoordinator`): they
+    set ``model`` and override what round 1 makes of the statistics and what a round sends.
     """
+
+    model = HEAD  # announced in round 1: a site set for another model refuses
 
     def __init__(self, classes: list[str], spec: HeadSpec, rounds: int, *, seed: int = 0, on_round=None,
                  deadline: float | None = None, features: str = "") -> None:
@@ -138,11 +169,14 @@ class Coordinator:
     def instruction(self, server_round: int) -> tuple[list[np.ndarray], dict]:
         """(parameters, config) sent to every site in round ``server_round`` (from 1)."""
         if server_round == 1:
-            return [], {"stage": STATS, "features": self.features}
+            return [], {"stage": STATS, "features": self.features, "model": self.model}
         spec = self.spec  # the server's training recipe is the one every site follows
-        return self.global_parameters(), {"stage": TRAIN, "seed": self.seed * 100_003 + server_round,
+        return self.global_parameters(), {"stage": TRAIN, "seed": self.round_seed(server_round),
                                           "epochs": spec.epochs, "batch_size": spec.batch_size,
                                           "learning_rate": spec.learning_rate, "l2": spec.l2, "mu": spec.mu}
+
+    def round_seed(self, server_round: int) -> int:
+        return self.seed * 100_003 + server_round
 
     def global_parameters(self) -> list[np.ndarray]:
         return [self.scaling.mean, self.scaling.std, self.class_weight, *self.weights]
@@ -152,16 +186,19 @@ class Coordinator:
         if not answers:
             raise RuntimeError(f"round {server_round}: no site answered")
         if server_round == 1:
-            count, total, squares, per_class = (sum(parts) for parts in zip(*(a[0] for a in answers)))
-            self.scaling = Scaling.from_sums(count, total, squares)
             self.pages_per_site = {str(metrics["site"]): int(n) for _, n, metrics in answers}
-            present = per_class > 0
-            self.class_weight = np.where(present, per_class.sum() / (present.sum() * np.maximum(per_class, 1)), 0.0)
-            self.weights = initial_weights(len(total), len(self.classes), self.spec, seed=self.seed)
+            self.gather_statistics([sum(parts) for parts in zip(*(a[0] for a in answers))])
             return
         pages = np.asarray([n for _, n, _ in answers], dtype=float)
         share = pages / pages.sum()
         self.weights = [sum(s * a[0][i] for s, a in zip(share, answers)) for i in range(len(self.weights))]
+
+    def gather_statistics(self, sums: list[np.ndarray]) -> None:
+        """Round 1: the sites' summed statistics -> scaling, class weights and the initial weights."""
+        count, total, squares, per_class = sums
+        self.scaling = Scaling.from_sums(count, total, squares)
+        self.class_weight = balanced_class_weight(per_class)
+        self.weights = initial_weights(len(total), len(self.classes), self.spec, seed=self.seed)
 
     def aggregate_evaluate(self, server_round: int, answers: list[tuple[float, int, dict]]) -> RoundReport:
         sites, confusions, loss, pages = {}, [], 0.0, 0
@@ -201,6 +238,13 @@ def run_in_process(clients: list[SiteClient], coordinator: Coordinator) -> Feder
             parameters = coordinator.global_parameters()
             coordinator.aggregate_evaluate(server_round, [client.evaluate(parameters, {}) for client in clients])
     return coordinator.result()
+
+
+def balanced_class_weight(per_class: np.ndarray) -> np.ndarray:
+    """Weights giving every class present the same total weight; a class no site has gets 0."""
+    per_class = np.asarray(per_class, dtype=float)
+    present = per_class > 0
+    return np.where(present, per_class.sum() / (present.sum() * np.maximum(per_class, 1)), 0.0)
 
 
 def macro_f1_of(confusion: np.ndarray) -> float:
