@@ -40,6 +40,7 @@ def add_federated_parser(commands, tracking_help: str, positive_int) -> None:
     client.add_argument("--features", default=None, help="feature sets, as the server's --features (default: "
                                                          "the default experiment's)")
     client.add_argument("--seed", type=int, default=0, help="seed of this site's saved split (default 0)")
+    _model_option(client)
     client.set_defaults(handler=_client)
 
 
@@ -51,19 +52,26 @@ def _site_options(parser, *, required: bool) -> None:
                         help="with one dataset folder in --sites: a CSV of path,site naming each page's site")
 
 
+def _model_option(parser) -> None:
+    parser.add_argument("--model", choices=("head", "cnn"), default="head",
+                        help="what the sites train: head (default), a softmax head over page features, or cnn, a "
+                             "small Keras CNN over the page's lead mosaic (FedAvg; server and sites must agree)")
+
+
 def _training_options(parser, positive_int) -> None:
+    _model_option(parser)
     parser.add_argument("--rounds", type=positive_int, default=20, help="training rounds (default 20)")
     parser.add_argument("--budget", default=None, help="wall time for the rounds: 90s, 30m (default: no limit; "
                                                        "the first training round always runs)")
     parser.add_argument("--features", default=None,
                         help="comma-separated feature sets (default: the default experiment's)")
-    parser.add_argument("--hidden", type=int, default=0,
+    parser.add_argument("--hidden", type=int, default=None,
                         help="hidden units of the head: 0 is softmax regression (default), e.g. 64 for an MLP")
-    parser.add_argument("--mu", type=float, default=0.1,
-                        help="FedProx's proximal weight (default 0.1: sites whose pages differ drift apart under "
-                             "plain FedAvg, which is --mu 0)")
-    parser.add_argument("--local-epochs", type=positive_int, default=5, help="passes over a site's pages per round "
-                                                                             "(default 5)")
+    parser.add_argument("--mu", type=float, default=None,
+                        help="the head's FedProx proximal weight (default 0.1: sites whose pages differ drift apart "
+                             "under plain FedAvg, which is --mu 0)")
+    parser.add_argument("--local-epochs", type=positive_int, default=None,
+                        help="passes over a site's pages per round (default 5 for the head, 2 for a network)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -77,6 +85,7 @@ def _settings(args):
     from automl.budget import parse_duration
     from automl.experiment import load_spec
     from automl.federated.head import HeadSpec
+    from automl.federated.network import NetworkSpec
     from automl.federated.run import EXPERIMENT, FederationSettings
     from features.handcrafted import FEATURE_SETS
 
@@ -85,11 +94,17 @@ def _settings(args):
     unknown = sorted(set(features) - set(FEATURE_SETS))
     if unknown:
         raise ValueError(f"unknown feature set(s) {', '.join(unknown)}; known: {', '.join(FEATURE_SETS)}")
-    if getattr(args, "mu", 0.0) < 0 or getattr(args, "hidden", 0) < 0:
+    model, mu, hidden = args.model, getattr(args, "mu", None), getattr(args, "hidden", None)
+    epochs = getattr(args, "local_epochs", None)
+    if (mu or 0.0) < 0 or (hidden or 0) < 0:
         raise ValueError("--mu and --hidden must not be negative")
-    head = HeadSpec(hidden=getattr(args, "hidden", 0), epochs=getattr(args, "local_epochs", 5), mu=getattr(args, "mu", 0.1))
+    if model != "head" and (mu or hidden):
+        raise ValueError(f"--mu and --hidden are the head's; --model {model} trains with plain FedAvg: drop them")
+    head = HeadSpec(hidden=hidden or 0, epochs=epochs or 5, mu=0.1 if mu is None else mu)
+    network = NetworkSpec(family=model if model != "head" else "cnn", epochs=epochs or NetworkSpec.epochs)
     budget = getattr(args, "budget", None)
-    return FederationSettings(rounds=getattr(args, "rounds", 20), head=head, features=features, seed=args.seed,
+    return FederationSettings(rounds=getattr(args, "rounds", 20), head=head, model=model, network=network,
+                              features=features, seed=args.seed,
                               budget_seconds=parse_duration(budget) if budget else None,
                               experiment=getattr(args, "experiment", None) or EXPERIMENT,
                               registry_name=getattr(args, "name", "smartecg") if args.role != "client" else "smartecg",

@@ -85,8 +85,6 @@ class NetworkSiteClient:
     def fit(self, parameters: list[np.ndarray], config: dict) -> tuple[list[np.ndarray], int, dict]:
         import keras
 
-        from automl.engines.deep_training import _compile
-
         d = self.data
         self.rounds_answered += 1
         if config["stage"] == STATS:
@@ -96,7 +94,7 @@ class NetworkSiteClient:
         with _KERAS:
             network = self._network_with(weights)
             keras.utils.set_random_seed((int(config["seed"]) + self._salt) % 2 ** 31)
-            _compile(network, float(config.get("learning_rate", self.spec.learning_rate)))  # a fresh Adam each round
+            _fresh_optimizer(network, float(config.get("learning_rate", self.spec.learning_rate)))
             network.fit(d.X_learn, d.y_learn, epochs=int(config.get("epochs", self.spec.epochs)),
                         batch_size=int(config.get("batch_size", self.spec.batch_size)), shuffle=True, verbose=0,
                         class_weight={i: float(w) for i, w in enumerate(class_weight)})
@@ -116,6 +114,22 @@ class NetworkSiteClient:
             self._network = self.spec.build(self.n_classes, seed=0)  # its own weights are replaced at once
         self._network.set_weights([np.asarray(w) for w in weights])
         return self._network
+
+
+def _fresh_optimizer(network, learning_rate: float) -> None:
+    """A site starts every round with a fresh Adam (FedAvg averages weights, not optimizer states).
+
+    Compiled once, then the optimizer's moments and step count are zeroed: compiling again would
+    make Keras trace its training step anew every round.
+    """
+    from automl.engines.deep_training import _compile
+
+    if not network.compiled:
+        _compile(network, learning_rate)
+        return
+    for variable in network.optimizer.variables:
+        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+    network.optimizer.learning_rate = learning_rate
 
 
 class NetworkCoordinator(Coordinator):

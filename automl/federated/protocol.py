@@ -28,7 +28,8 @@ from automl.federated.head import (HeadSpec, Scaling, feature_sums, head_proba, 
                                    weighted_log_loss)
 
 __all__ = ["HEAD", "MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationResult", "RoundReport", "SiteClient",
-           "SiteData", "balanced_class_weight", "check_pages", "counts_answer", "macro_f1_of", "refuse_other_setup", "run_in_process"]
+           "SiteData", "balanced_class_weight", "check_pages", "counts_answer", "macro_f1_of", "refuse_other_setup",
+           "run_in_process"]
 
 MIN_SITE_PAGES = 10
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 41))  # the calibration grid
@@ -88,15 +89,18 @@ def check_pages(data: SiteData) -> None:
 
 
 def refuse_other_setup(site: str, config: dict, *, features: str, model: str) -> None:
-    """Round 1: a site that read other inputs, or is set for another model, than the server's refuses."""
-    wanted = str(config.get("features", ""))
-    if wanted and features and wanted != features:
-        raise ValueError(f"site {site!r}: the server trains on features {wanted}, this site read {features}; "
-                         "start the client with the server's --features (and the same SmartECG version)")
+    """Round 1: a site set for another model, or that read other inputs, than the server's refuses.
+
+    The model first: a site set for another model also reads other inputs, and --model is its fix.
+    """
     kind = str(config.get("model", ""))
     if kind and kind != model:
         raise ValueError(f"site {site!r}: the server trains the model {kind}, this site is set for {model}; "
                          "start the client with the server's --model (and the same SmartECG version)")
+    wanted = str(config.get("features", ""))
+    if wanted and features and wanted != features:
+        raise ValueError(f"site {site!r}: the server trains on features {wanted}, this site read {features}; "
+                         "start the client with the server's --features (and the same SmartECG version)")
 
 
 def counts_answer(site: str, proba: np.ndarray, y: np.ndarray, n_classes: int, *,
@@ -113,7 +117,8 @@ def counts_answer(site: str, proba: np.ndarray, y: np.ndarray, n_classes: int, *
     nll = [_summed_nll(logits / t, y) for t in TEMPERATURES]
     if loss is None:
         loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).sum())
-    return loss, len(y), {"site": site, "confusion": json.dumps(confusion.tolist()), "nll_by_temperature": json.dumps(nll)}
+    return loss, len(y), {"site": site, "confusion": json.dumps(confusion.tolist()),
+                          "nll_by_temperature": json.dumps(nll)}
 
 
 @dataclass
@@ -185,13 +190,19 @@ class Coordinator:
         """Sums (round 1) or page-weighted averages of weights (later rounds)."""
         if not answers:
             raise RuntimeError(f"round {server_round}: no site answered")
+        # In the sites' order, not their arrival's: sums of floats depend on the order, and a rerun or the
+        # same rounds in one process must give the same weights to the bit.
+        answers = sorted(answers, key=lambda answer: str(answer[2].get("site", "")))
         if server_round == 1:
             self.pages_per_site = {str(metrics["site"]): int(n) for _, n, metrics in answers}
             self.gather_statistics([sum(parts) for parts in zip(*(a[0] for a in answers))])
             return
         pages = np.asarray([n for _, n, _ in answers], dtype=float)
         share = pages / pages.sum()
-        self.weights = [sum(s * a[0][i] for s, a in zip(share, answers)) for i in range(len(self.weights))]
+        # Each array keeps the type the sites sent (float32 for a Keras network, float64 for the head).
+        sent = [np.asarray(w).dtype for w in answers[0][0]]
+        self.weights = [np.asarray(sum(s * a[0][i] for s, a in zip(share, answers)), dtype=sent[i])
+                        for i in range(len(self.weights))]
 
     def gather_statistics(self, sums: list[np.ndarray]) -> None:
         """Round 1: the sites' summed statistics -> scaling, class weights and the initial weights."""

@@ -3,7 +3,8 @@
 A simulation reads every site's pages in this process, on the sites' behalf, and runs them as
 Flower clients on loopback; the real thing runs ``smartecg federated server`` at the coordinating
 centre and ``smartecg federated client`` at each site. Either way the server ends with the global
-head, which becomes an :class:`~automl.model.ECGModel` (the same page features in front,
+head (or, with ``model`` a network family, the global Keras network over page tensors:
+:mod:`automl.federated.network`), which becomes an :class:`~automl.model.ECGModel` (the same page features in front,
 temperature-calibrated from the sites' counts) and, when the server has labelled pages to compare
 on, is registered and set against the champion like a search's best model.
 """
@@ -18,21 +19,25 @@ from typing import Callable
 
 
 from automl.federated.head import HeadSpec, as_pipeline
-from automl.federated.protocol import Coordinator, FederationResult, RoundReport, SiteClient
+from automl.federated.network import NetworkCoordinator, NetworkSiteClient, NetworkSpec, network_model
+from automl.federated.protocol import HEAD, Coordinator, FederationResult, RoundReport, SiteClient
 from automl.federated.sites_data import SitePages, site_pages, to_site_data
 from features.dataset import CLASSES, Manifest
 
-__all__ = ["FederationSettings", "Outcome", "final_model", "join_federation", "serve_federation",
+__all__ = ["MODELS", "FederationSettings", "Outcome", "final_model", "join_federation", "serve_federation",
            "simulate_federation"]
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "smartecg-federated"
+MODELS = (HEAD, "cnn")  # what a federation trains: the head over feature rows, or a network over page tensors
 
 
 @dataclass
 class FederationSettings:
     rounds: int = 20
     head: HeadSpec = field(default_factory=HeadSpec)
+    model: str = HEAD  # or a network family (MODELS): then ``network`` is what the sites train
+    network: NetworkSpec = field(default_factory=NetworkSpec)
     features: tuple[str, ...] = ("signals", "trace")
     seed: int = 0
     budget_seconds: float | None = None
@@ -43,20 +48,47 @@ class FederationSettings:
     jobs: int | None = None  # feature extraction processes at a site
 
     @property
+    def trains_network(self) -> bool:
+        return self.model != HEAD
+
+    @property
+    def model_kind(self) -> str:
+        return self.network.kind if self.trains_network else self.head.kind
+
+    @property
+    def local_recipe(self) -> dict:
+        spec = self.network if self.trains_network else self.head
+        return {"local_epochs": spec.epochs, "learning_rate": spec.learning_rate}
+
+    @property
+    def inputs(self) -> str:
+        """What the sites read, for people: the feature sets, or the network's tensors."""
+        return self.network.features_id if self.trains_network else ",".join(self.features)
+
+    @property
     def features_id(self) -> str:
-        """The feature sets and their versions: a site reading other features than the server's refuses."""
+        """The feature sets and their versions (or the network's tensors): a site reading other inputs than the
+        server's refuses."""
         from features.handcrafted import FEATURE_SETS
+
+        if self.trains_network:
+            return self.network.features_id
 
         return ",".join(f"{name}:{FEATURE_SETS[name].version}" for name in self.features)
 
     @property
     def algorithm(self) -> str:
+        if self.trains_network:
+            return "FedAvg"  # no proximal term for networks (automl.federated.network)
         return f"FedProx(mu={self.head.mu:g})" if self.head.mu else "FedAvg"
 
     def page_features(self):
+        """What a site reads of each page: feature rows for the head, tensors for a network (cached)."""
         from features.cache import default_cache_dir
         from features.handcrafted import PageFeatures
 
+        if self.trains_network:
+            return self.network.tensors(cache_dir=default_cache_dir(), n_jobs=self.jobs or -1)
         return PageFeatures(sets=self.features, n_jobs=self.jobs or -1, cache_dir=default_cache_dir(), progress=False)
 
 
@@ -71,9 +103,11 @@ class Outcome:
 
 
 def prepare_site(name: str, manifest: Manifest, settings: FederationSettings, features=None) -> tuple[SiteClient, SitePages]:
-    """At the site: its saved split and feature rows, behind a SiteClient."""
+    """At the site: its saved split and feature rows (or tensors), behind a SiteClient (or NetworkSiteClient)."""
     pages = site_pages(name, manifest, seed=settings.seed)
     data = to_site_data(pages, features or settings.page_features())
+    if settings.trains_network:
+        return NetworkSiteClient(data, len(CLASSES), settings.network), pages
     return SiteClient(data, len(CLASSES), settings.head, features=settings.features_id), pages
 
 
@@ -132,12 +166,21 @@ def join_federation(name: str, manifest: Manifest, server: str, settings: Federa
 
 
 def final_model(result: FederationResult, settings: FederationSettings, n_sites: int):
-    """The global head as an ECGModel: page features -> scaler -> head, temperature-calibrated."""
+    """The global head as an ECGModel: page features -> scaler -> head, temperature-calibrated (or the global
+    network: page tensors -> network)."""
     from automl.calibration import TemperatureScaling
     from automl.model import ECGModel
 
-    pipeline = as_pipeline(result.weights, result.scaling, list(CLASSES), settings.head)
     trained = len(result.rounds)
+    if settings.trains_network:
+        spec = settings.network
+        return network_model(
+            result, spec, list(CLASSES), uncertain_below=settings.uncertain_below,
+            description=(f"federated {spec.kind} over {spec.view} tensors {spec.size[0]}x{spec.size[1]}: "
+                         f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
+            params={"rounds": trained, "model": spec.kind, "algorithm": settings.algorithm,
+                    "local_epochs": spec.epochs, "sites": n_sites})
+    pipeline = as_pipeline(result.weights, result.scaling, list(CLASSES), settings.head)
     model = ECGModel(settings.page_features(), pipeline, CLASSES, engine="federated",
                      description=(f"federated {settings.head.kind} head over {'+'.join(settings.features)}: "
                                   f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
@@ -161,9 +204,9 @@ class _FederationRuns:
         self.tracker = SearchTracker(resolve_tracking_uri(settings.tracking_uri), settings.experiment)
         self.tracker.end_orphaned_runs()
         self.run_id = self.tracker.start_search(
-            "federated", params={"rounds": settings.rounds, "head": settings.head.kind, "algorithm": settings.algorithm,
-                                 "local_epochs": settings.head.epochs, "learning_rate": settings.head.learning_rate,
-                                 "features": ",".join(settings.features), "sites": ",".join(sites) or "(joining)",
+            "federated", params={"rounds": settings.rounds, "head": settings.model_kind,
+                                 "algorithm": settings.algorithm, **settings.local_recipe, "features": settings.inputs,
+                                 "sites": ",".join(sites) or "(joining)",
                                  "seed": settings.seed, "budget_seconds": settings.budget_seconds},
             tags={TAG_KIND: "federated", "smartecg.git_commit": git_commit()})
 
@@ -175,6 +218,9 @@ class _FederationRuns:
 
     def coordinator(self, started: float) -> Coordinator:
         deadline = None if self.settings.budget_seconds is None else started + self.settings.budget_seconds
+        if self.settings.trains_network:
+            return NetworkCoordinator(list(CLASSES), self.settings.network, self.settings.rounds,
+                                      seed=self.settings.seed, on_round=self.log_round, deadline=deadline)
         return Coordinator(list(CLASSES), self.settings.head, self.settings.rounds, seed=self.settings.seed,
                            on_round=self.log_round, deadline=deadline, features=self.settings.features_id)
 
@@ -239,7 +285,7 @@ class _FederationRuns:
         scored = ScoredCandidate(candidate, evaluation, calibration={
             "calibration": f"{model.calibrator.describe()}, chosen on the sites' summed log-loss over a grid"})
         spec = replace(ExperimentSpec(), name=settings.experiment, registry_name=settings.registry_name,
-                       features=tuple(settings.features))
+                       features=tuple(settings.inputs.split(",")))
         pages = sorted(result.pages_per_site.items())
         data_hash = hashlib.sha256(repr((pages, labelled_content_hash(holdout_frame["sha256"], labels))).encode())
         promotion = promote(self.tracker, spec, scored, holdout=holdout, data_hash=data_hash.hexdigest()[:16],
