@@ -19,7 +19,7 @@ from typing import Callable
 
 from automl.federated.head import HeadSpec, as_pipeline
 from automl.federated.protocol import Coordinator, FederationResult, RoundReport, SiteClient
-from automl.federated.sites_data import SitePages, site_pages, to_site_data
+from automl.federated.sites_data import SitePages, site_pages, site_split_file, to_site_data
 from features.dataset import CLASSES, Manifest
 
 __all__ = ["FederationSettings", "Outcome", "final_model", "join_federation", "serve_federation",
@@ -70,9 +70,10 @@ class Outcome:
     not_registered: str = ""
 
 
-def prepare_site(name: str, manifest: Manifest, settings: FederationSettings, features=None) -> tuple[SiteClient, SitePages]:
+def prepare_site(name: str, manifest: Manifest, settings: FederationSettings, features=None, *,
+                 split_file=None) -> tuple[SiteClient, SitePages]:
     """At the site: its saved split and feature rows, behind a SiteClient."""
-    pages = site_pages(name, manifest, seed=settings.seed)
+    pages = site_pages(name, manifest, seed=settings.seed, split_file=split_file)
     data = to_site_data(pages, features or settings.page_features())
     return SiteClient(data, len(CLASSES), settings.head, features=settings.features_id), pages
 
@@ -87,7 +88,9 @@ def simulate_federation(sites: dict[str, Manifest], settings: FederationSettings
     features = settings.page_features()
     clients, holdout = [], []
     for name, manifest in sites.items():
-        client, pages = prepare_site(name, manifest, settings, features)
+        # Sites cut from one folder (a site CSV) keep their splits apart.
+        client, pages = prepare_site(name, manifest, settings, features,
+                                     split_file=site_split_file(name, manifest, sites))
         clients.append(client)
         holdout.append(pages.part("holdout").assign(site=name))
         say(f"site {name}: {len(client.data.y_learn)} learning pages, {len(client.data.y_check)} check pages, "
