@@ -91,11 +91,12 @@ class LeaveSiteOut:
 
 
 def calibrated(weights, scaling, temperature: float, X: np.ndarray) -> np.ndarray:
-    """The head's class probabilities with its calibration temperature: softmax(log p / T)."""
-    logits = np.log(np.clip(head_proba(weights, scaling.apply(X)), 1e-12, None)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    return e / e.sum(axis=1, keepdims=True)
+    """The head's class probabilities with its calibration temperature, as the registered model gives them."""
+    from automl.calibration import TemperatureScaling
+
+    scaling_t = TemperatureScaling()
+    scaling_t.temperature_ = temperature
+    return scaling_t.transform(head_proba(weights, scaling.apply(X)))
 
 
 def leave_site_out(sites: dict[str, Manifest], *, features, spec: HeadSpec, rounds: int, seed: int = 0,
