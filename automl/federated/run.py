@@ -57,7 +57,8 @@ class FederationSettings:
         from features.cache import default_cache_dir
         from features.handcrafted import PageFeatures
 
-        return PageFeatures(sets=self.features, n_jobs=self.jobs or -1, cache_dir=default_cache_dir(), progress=False)
+        # A bar on a terminal when a site reads many pages; none in logs and tests.
+        return PageFeatures(sets=self.features, n_jobs=self.jobs or -1, cache_dir=default_cache_dir(), progress=None)
 
 
 @dataclass
@@ -141,12 +142,15 @@ def final_model(result: FederationResult, settings: FederationSettings, n_sites:
 
     pipeline = as_pipeline(result.weights, result.scaling, list(CLASSES), settings.head)
     trained = len(result.rounds)
-    model = ECGModel(settings.page_features(), pipeline, CLASSES, engine="federated",
+    from features.handcrafted import PageFeatures
+
+    # As a search's model: its own extraction, a page at a time, no cache folder of this machine inside it.
+    features = PageFeatures(sets=tuple(settings.features), n_jobs=1, cache_dir=None, progress=False)
+    model = ECGModel(features, pipeline, CLASSES, engine="federated",
                      description=(f"federated {settings.head.kind} head over {'+'.join(settings.features)}: "
                                   f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
                      params={"rounds": trained, "head": settings.head.kind, "algorithm": settings.algorithm,
                              "local_epochs": settings.head.epochs, "sites": n_sites})
-    model.features.n_jobs = 1  # the model's own extraction: a served page at a time
     calibrator = TemperatureScaling()
     calibrator.temperature_ = result.temperature
     model.calibrator = calibrator
