@@ -641,7 +641,9 @@ def _digitize(args) -> int:
 
 def _evaluate(args) -> int:
     if args.leave_site_out:
-        return _leave_site_out(args)
+        from automl.federated.leave_site_out_command import leave_site_out_command
+
+        return leave_site_out_command(args)
     if args.sites or args.site_csv or args.approximate_sites:
         raise ValueError("--sites, --site-csv and --approximate-sites go with --leave-site-out")
     from automl.predict import evaluate_folder
@@ -655,57 +657,6 @@ def _evaluate(args) -> int:
         print(line)
     if args.out:
         print(f"written: {args.out}/metrics.json, confusion.png, roc.png")
-    return 0
-
-
-def _leave_site_out(args) -> int:
-    import json
-
-    from automl.experiment import load_spec
-    from automl.federated.head import HeadSpec
-    from automl.federated.leave_site_out import leave_site_out
-    from features.cache import default_cache_dir
-    from features.handcrafted import FEATURE_SETS, PageFeatures
-
-    if not (args.sites or args.site_csv or args.approximate_sites):
-        raise ValueError("say where the sites are: --sites (DATA/<site>/<Class>/), --site-csv FILE, "
-                         "or --approximate-sites (page families, for data naming no hospital)")
-    if args.hidden < 0:
-        raise ValueError(f"--hidden must be 0 (linear) or more units, got {args.hidden}")
-    from features.sites import approximate_sites, scan_sites
-
-    sets = tuple(s.strip() for s in args.features.split(",") if s.strip()) if args.features else load_spec().features
-    unknown = [s for s in sets if s not in FEATURE_SETS]
-    if not sets or unknown:
-        raise ValueError(f"--features {args.features!r}: unknown set(s) {', '.join(unknown) or '(none)'}; "
-                         f"choose from {', '.join(FEATURE_SETS)}")
-    if args.approximate_sites:
-        from features.dataset import scan
-        from features.survey import survey_pages
-
-        manifest = scan(args.data)
-        print(f"surveying {len(manifest.frame)} pages for their layout and page size...", file=sys.stderr, flush=True)
-        survey = survey_pages([str(p) for p in manifest.frame["path"]], n_jobs=-1, cache_dir=default_cache_dir())
-        sites = approximate_sites(manifest, survey)
-    else:
-        sites = scan_sites(args.data, site_csv=args.site_csv)
-    for manifest in sites.values():  # approximated sites' notes ("approximated, families merged in") are the table's
-        for warning in manifest.warnings:
-            (log.info if args.approximate_sites else log.warning)(warning)
-    if len(sites) < 2:
-        raise ValueError(f"{args.data}: {len(sites)} site found; leave-one-site-out needs at least two")
-    features = PageFeatures(sets=tuple(sets), n_jobs=-1, cache_dir=default_cache_dir())
-    result = leave_site_out(sites, features=features, spec=HeadSpec(hidden=args.hidden), rounds=args.rounds,
-                            seed=args.seed, approximated=args.approximate_sites)
-    if args.approximate_sites:
-        print("sites are APPROXIMATED by page layout and size (the data survey), not named hospitals")
-    print(result.table())
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "leave_site_out.json").write_text(json.dumps(result.to_dict(), indent=2))
-        (out / "leave_site_out.md").write_text(result.table() + "\n")
-        print(f"written: {out}/leave_site_out.json, leave_site_out.md")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from features.synthetic import generate_dataset
+from tests.synthetic_sites import SITE_LAYOUTS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,3 +38,16 @@ def synthetic_confounded(tmp_path_factory):
 def tiny_synthetic(tmp_path_factory):
     """3 pages per class, for tests that only need a valid dataset."""
     return generate_dataset(tmp_path_factory.mktemp("synth-tiny"), 3, seed=4)
+
+
+@pytest.fixture(scope="session")
+def three_sites(tmp_path_factory):
+    """DATA/<site>/<Class>/, 5 pages per class at each of SITE_LAYOUTS' sites (15 learning pages each).
+
+    Shared: tests that change it work on a copy (the saved splits beside the pages are the same
+    for every test, seed 0)."""
+    root = tmp_path_factory.mktemp("three-sites")
+    for i, (name, layouts) in enumerate(SITE_LAYOUTS.items()):
+        generate_dataset(root / name, 5, seed=300 + i, layouts=layouts, progress=False)
+        (root / name / "synthetic_meta.jsonl").unlink()
+    return root

@@ -17,22 +17,18 @@ import pytest
 
 from features.synthetic import LayoutMix, generate_dataset
 from tests.cli_helpers import free_port, noise_in, smartecg, smartecg_command
+from tests.synthetic_sites import SITE_LAYOUTS
 
 pytestmark = pytest.mark.slow
 
-SITE_LAYOUTS = {"north": LayoutMix(), "south": LayoutMix(six_by_two=1.0),
-                "east": LayoutMix(six_by_two=0.5, gridless=0.5)}
 ROUNDS = 20  # the default
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sites")
-    for i, (name, layouts) in enumerate(SITE_LAYOUTS.items()):
-        generate_dataset(root / name, 5, seed=300 + i, layouts=layouts, progress=False)
+def sites(three_sites, tmp_path_factory):
     test = generate_dataset(tmp_path_factory.mktemp("common") / "test", 8, seed=399,
                             layouts=LayoutMix(six_by_two=0.5, gridless=0.3), progress=False)
-    return root, test
+    return three_sites, test
 
 
 def test_sites_as_processes_match_pooled_training_and_send_no_page(sites, tmp_path):

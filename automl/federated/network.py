@@ -54,10 +54,11 @@ class NetworkSpec:
 
         return f"tensors:{self.view}:{self.size[0]}x{self.size[1]}:{_VERSIONS[self.view]}"
 
-    def tensors(self, cache_dir=None, n_jobs: int = 1):
+    def tensors(self, cache_dir=None, n_jobs: int = 1, progress: bool | None = False):
         from features.tensors import PageTensors
 
-        return PageTensors(view=self.view, size=tuple(self.size), n_jobs=n_jobs, cache_dir=cache_dir, progress=False)
+        return PageTensors(view=self.view, size=tuple(self.size), n_jobs=n_jobs, cache_dir=cache_dir,
+                           progress=progress)
 
     def build(self, n_classes: int, seed: int):
         """The network with seeded initial weights (the same on every machine with the same versions)."""

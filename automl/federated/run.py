@@ -21,7 +21,7 @@ from typing import Callable
 from automl.federated.head import HeadSpec, as_pipeline
 from automl.federated.network import NetworkCoordinator, NetworkSiteClient, NetworkSpec, network_model
 from automl.federated.protocol import HEAD, Coordinator, FederationResult, RoundReport, SiteClient
-from automl.federated.sites_data import SitePages, site_pages, to_site_data
+from automl.federated.sites_data import SitePages, site_pages, site_split_file, to_site_data
 from features.dataset import CLASSES, Manifest
 
 __all__ = ["MODELS", "FederationSettings", "Outcome", "final_model", "join_federation", "serve_federation",
@@ -87,9 +87,10 @@ class FederationSettings:
         from features.cache import default_cache_dir
         from features.handcrafted import PageFeatures
 
+        # A bar on a terminal when a site reads many pages; none in logs and tests.
         if self.trains_network:
-            return self.network.tensors(cache_dir=default_cache_dir(), n_jobs=self.jobs or -1)
-        return PageFeatures(sets=self.features, n_jobs=self.jobs or -1, cache_dir=default_cache_dir(), progress=False)
+            return self.network.tensors(cache_dir=default_cache_dir(), n_jobs=self.jobs or -1, progress=None)
+        return PageFeatures(sets=self.features, n_jobs=self.jobs or -1, cache_dir=default_cache_dir(), progress=None)
 
 
 @dataclass
@@ -102,9 +103,10 @@ class Outcome:
     not_registered: str = ""
 
 
-def prepare_site(name: str, manifest: Manifest, settings: FederationSettings, features=None) -> tuple[SiteClient, SitePages]:
+def prepare_site(name: str, manifest: Manifest, settings: FederationSettings, features=None, *,
+                 split_file=None) -> tuple[SiteClient, SitePages]:
     """At the site: its saved split and feature rows (or tensors), behind a SiteClient (or NetworkSiteClient)."""
-    pages = site_pages(name, manifest, seed=settings.seed)
+    pages = site_pages(name, manifest, seed=settings.seed, split_file=split_file)
     data = to_site_data(pages, features or settings.page_features())
     if settings.trains_network:
         return NetworkSiteClient(data, len(CLASSES), settings.network), pages
@@ -121,7 +123,9 @@ def simulate_federation(sites: dict[str, Manifest], settings: FederationSettings
     features = settings.page_features()
     clients, holdout = [], []
     for name, manifest in sites.items():
-        client, pages = prepare_site(name, manifest, settings, features)
+        # Sites cut from one folder (a site CSV) keep their splits apart.
+        client, pages = prepare_site(name, manifest, settings, features,
+                                     split_file=site_split_file(name, manifest, sites))
         clients.append(client)
         holdout.append(pages.part("holdout").assign(site=name))
         say(f"site {name}: {len(client.data.y_learn)} learning pages, {len(client.data.y_check)} check pages, "
@@ -180,13 +184,16 @@ def final_model(result: FederationResult, settings: FederationSettings, n_sites:
                          f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
             params={"rounds": trained, "model": spec.kind, "algorithm": settings.algorithm,
                     "local_epochs": spec.epochs, "sites": n_sites})
+    from features.handcrafted import PageFeatures
+
     pipeline = as_pipeline(result.weights, result.scaling, list(CLASSES), settings.head)
-    model = ECGModel(settings.page_features(), pipeline, CLASSES, engine="federated",
+    # As a search's model: its own extraction, a page at a time, no cache folder of this machine inside it.
+    features = PageFeatures(sets=tuple(settings.features), n_jobs=1, cache_dir=None, progress=False)
+    model = ECGModel(features, pipeline, CLASSES, engine="federated",
                      description=(f"federated {settings.head.kind} head over {'+'.join(settings.features)}: "
                                   f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
                      params={"rounds": trained, "head": settings.head.kind, "algorithm": settings.algorithm,
                              "local_epochs": settings.head.epochs, "sites": n_sites})
-    model.features.n_jobs = 1  # the model's own extraction: a served page at a time
     calibrator = TemperatureScaling()
     calibrator.temperature_ = result.temperature
     model.calibrator = calibrator
