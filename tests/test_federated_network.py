@@ -3,7 +3,7 @@
 The same rounds in one process and over Flower give the same weights (Flower only carries the
 protocol); the final ECGModel reads a page image and gives probabilities; every round has each
 site's figures; and a site set for the head refuses a network federation (and the reverse).
-No accuracy is asserted: two rounds of a tiny CNN on 20 pages a site learn little.
+No accuracy is asserted: two rounds of a tiny CNN on 15 learning pages a site learn little.
 """
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from features.synthetic import LayoutMix, generate_dataset
+from tests.synthetic_sites import SITE_LAYOUTS
 
 pytestmark = pytest.mark.slow
 
-SITE_LAYOUTS = {"north": LayoutMix(), "south": LayoutMix(six_by_two=1.0),
-                "east": LayoutMix(six_by_two=0.5, gridless=0.5)}
 ROUNDS = 2
 
 
@@ -29,15 +27,14 @@ def spec():
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory, spec):
+def sites(three_sites, spec):
+    """Each site's tensors (learning and check pages) and one of its holdout pages."""
     from automl.federated.sites_data import site_pages, to_site_data
     from features.dataset import scan
 
-    root = tmp_path_factory.mktemp("sites")
     data, pages = [], []
-    for i, (name, layouts) in enumerate(SITE_LAYOUTS.items()):
-        folder = generate_dataset(root / name, 4, seed=500 + i, layouts=layouts, progress=False)
-        split = site_pages(name, scan(folder, progress=False))
+    for name in SITE_LAYOUTS:
+        split = site_pages(name, scan(three_sites / name, progress=False))
         data.append(to_site_data(split, spec.tensors()))
         pages.append(split.part("holdout")["path"].iloc[0])
     return data, pages
