@@ -49,7 +49,7 @@ def _run(args) -> int:
     try:
         return args.handler(args) or 0
     except (DatasetError, ImageReadError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError,
-            ValueError) as exc:
+            ValueError, ConnectionError) as exc:
         # One line the user can act on, not a traceback.
         print(f"smartecg: error: {exc}", file=sys.stderr)
         return 2

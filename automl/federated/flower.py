@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from automl.federated.protocol import Coordinator, SiteClient
+from automl.federated.protocol import Coordinator, FederationFailed, SiteClient
 
 __all__ = ["free_port", "join", "serve", "simulate"]
 
@@ -170,8 +170,13 @@ def _strategy_class():
             return [(client, instruction) for client in self._sites(client_manager)]
 
         def aggregate_fit(self, server_round, results, failures):
-            if failures:
+            if failures and results:
                 log.warning("round %d: %d site(s) failed: %s", server_round, len(failures), _failure_text(failures))
+            if not results:
+                self.error = self.error or FederationFailed(
+                    f"round {server_round}: no site answered ({len(failures)} failed: {_failure_text(failures)}); "
+                    "each site's own output says why (another --model or --features, too few pages...)")
+                return None, {}
             try:
                 self.coordinator.aggregate_fit(server_round, [
                     (parameters_to_ndarrays(res.parameters), res.num_examples, res.metrics) for _, res in results])
@@ -200,4 +205,9 @@ def _strategy_class():
 
 
 def _failure_text(failures) -> str:
-    return "; ".join(str(f if isinstance(f, BaseException) else getattr(f, "status", f))[:200] for f in failures[:3])
+    def said(failure) -> str:
+        if isinstance(failure, BaseException):
+            return (str(failure) or type(failure).__name__)[:200]
+        return str(getattr(getattr(failure[1], "status", None), "message", "") or "no reason given")[:200]
+
+    return "; ".join(said(f) for f in failures[:3])

@@ -27,7 +27,7 @@ import numpy as np
 from automl.federated.head import (HeadSpec, Scaling, feature_sums, head_proba, initial_weights, train_locally,
                                    weighted_log_loss)
 
-__all__ = ["HEAD", "MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationResult", "RoundReport", "SiteClient",
+__all__ = ["HEAD", "MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationFailed", "FederationResult", "RoundReport", "SiteClient",
            "SiteData", "balanced_class_weight", "check_pages", "counts_answer", "macro_f1_of", "refuse_other_setup",
            "run_in_process"]
 
@@ -36,6 +36,10 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 41))  # the calibra
 STATS, TRAIN = "stats", "train"
 HEAD = "head"  # the model kind a head federation announces in round 1 (networks announce their own)
 _RECIPE = ("epochs", "batch_size", "learning_rate", "l2", "mu")
+
+
+class FederationFailed(ValueError):
+    """The federation could not go on (no site answered a round...): a command says it in one line."""
 
 
 @dataclass
@@ -189,7 +193,7 @@ class Coordinator:
     def aggregate_fit(self, server_round: int, answers: list[tuple[list[np.ndarray], int, dict]]) -> None:
         """Sums (round 1) or page-weighted averages of weights (later rounds)."""
         if not answers:
-            raise RuntimeError(f"round {server_round}: no site answered")
+            raise FederationFailed(f"round {server_round}: no site answered")
         # In the sites' order, not their arrival's: sums of floats depend on the order, and a rerun or the
         # same rounds in one process must give the same weights to the bit.
         answers = sorted(answers, key=lambda answer: str(answer[2].get("site", "")))
@@ -232,7 +236,7 @@ class Coordinator:
 
     def result(self) -> FederationResult:
         if self.weights is None:
-            raise RuntimeError("the federation ended before its first training round")
+            raise FederationFailed("the federation ended before its first training round")
         temperature = float(TEMPERATURES[int(np.argmin(self._nll))]) if self._nll.any() else 1.0
         return FederationResult([w.copy() for w in self.weights], self.scaling, self.class_weight, temperature,
                                 list(self.reports), dict(self.pages_per_site))
