@@ -1,7 +1,7 @@
 """`smartecg federated`: the simulation, `federated server` and `federated client` (argparse and handlers)."""
 from __future__ import annotations
 
-__all__ = ["add_federated_parser"]
+__all__ = ["add_federated_parser", "feature_sets_option"]
 
 _DEFAULT_ADDRESS = "127.0.0.1:8088"
 
@@ -87,13 +87,9 @@ def _settings(args):
     from automl.federated.head import HeadSpec
     from automl.federated.network import NetworkSpec
     from automl.federated.run import EXPERIMENT, FederationSettings
-    from features.handcrafted import FEATURE_SETS
 
     spec = load_spec(None)
-    features = tuple(f.strip() for f in args.features.split(",") if f.strip()) if args.features else spec.features
-    unknown = sorted(set(features) - set(FEATURE_SETS))
-    if unknown:
-        raise ValueError(f"unknown feature set(s) {', '.join(unknown)}; known: {', '.join(FEATURE_SETS)}")
+    features = feature_sets_option(args.features, spec.features)
     model, mu, hidden = args.model, getattr(args, "mu", None), getattr(args, "hidden", None)
     epochs = getattr(args, "local_epochs", None)
     if (mu or 0.0) < 0 or (hidden or 0) < 0:
@@ -109,6 +105,18 @@ def _settings(args):
                               experiment=getattr(args, "experiment", None) or EXPERIMENT,
                               registry_name=getattr(args, "name", "smartecg") if args.role != "client" else "smartecg",
                               tracking_uri=getattr(args, "tracking_uri", None), uncertain_below=spec.uncertain_below)
+
+
+def feature_sets_option(text: str | None, default) -> tuple[str, ...]:
+    """``--features a,b``, checked against the known sets; the default experiment's when not given."""
+    from features.handcrafted import FEATURE_SETS
+
+    sets = tuple(s.strip() for s in text.split(",") if s.strip()) if text else tuple(default)
+    unknown = [s for s in sets if s not in FEATURE_SETS]
+    if not sets or unknown:
+        raise ValueError(f"--features {text!r}: unknown set(s) {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(FEATURE_SETS)}")
+    return sets
 
 
 def _simulate(args) -> int:

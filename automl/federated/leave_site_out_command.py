@@ -18,7 +18,8 @@ def leave_site_out_command(args) -> int:
     from automl.federated.head import HeadSpec
     from automl.federated.leave_site_out import leave_site_out
     from features.cache import default_cache_dir
-    from features.handcrafted import FEATURE_SETS, PageFeatures
+    from automl.federated.commands import feature_sets_option
+    from features.handcrafted import PageFeatures
 
     if not (args.sites or args.site_csv or args.approximate_sites):
         raise ValueError("say where the sites are: --sites (DATA/<site>/<Class>/), --site-csv FILE, "
@@ -27,11 +28,7 @@ def leave_site_out_command(args) -> int:
         raise ValueError(f"--hidden must be 0 (linear) or more units, got {args.hidden}")
     from features.sites import approximate_sites, scan_sites
 
-    sets = tuple(s.strip() for s in args.features.split(",") if s.strip()) if args.features else load_spec().features
-    unknown = [s for s in sets if s not in FEATURE_SETS]
-    if not sets or unknown:
-        raise ValueError(f"--features {args.features!r}: unknown set(s) {', '.join(unknown) or '(none)'}; "
-                         f"choose from {', '.join(FEATURE_SETS)}")
+    sets = feature_sets_option(args.features, load_spec().features)
     if args.approximate_sites:
         from features.dataset import scan
         from features.survey import survey_pages
