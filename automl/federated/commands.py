@@ -125,10 +125,11 @@ def _simulate(args) -> int:
 
     if not args.sites:
         args.federated_parser.error("give --sites DIR... for a simulation, or use `federated server` / `federated client`")
+    settings = _settings(args)  # bad options said before any page is read
     sites = scan_sites(args.sites, site_csv=args.site_csv)
     if len(sites) < 2:
         raise ValueError(f"a federation needs at least 2 sites, found {len(sites)}: {', '.join(sites)}")
-    outcome = simulate_federation(sites, _settings(args), transport="in-process" if args.in_process else "flower")
+    outcome = simulate_federation(sites, settings, transport="in-process" if args.in_process else "flower")
     return _report(outcome)
 
 
@@ -136,8 +137,9 @@ def _server(args) -> int:
     from automl.federated.run import serve_federation
     from features.dataset import scan
 
+    settings = _settings(args)
     holdout = scan(args.holdout, progress=False) if args.holdout else None
-    outcome = serve_federation(_settings(args), args.address, min_sites=args.min_sites, holdout=holdout)
+    outcome = serve_federation(settings, args.address, min_sites=args.min_sites, holdout=holdout)
     return _report(outcome)
 
 
@@ -147,8 +149,9 @@ def _client(args) -> int:
     from automl.federated.run import join_federation
     from features.dataset import scan
 
+    settings = _settings(args)
     manifest = scan(args.site, progress=False)
-    join_federation(args.name or Path(args.site).resolve().name, manifest, args.server, _settings(args))
+    join_federation(args.name or Path(args.site).resolve().name, manifest, args.server, settings)
     return 0
 
 
