@@ -115,12 +115,6 @@ def train_locally(weights: list[np.ndarray], Z: np.ndarray, y: np.ndarray, class
     return current
 
 
-def weighted_log_loss(weights: list[np.ndarray], Z: np.ndarray, y: np.ndarray) -> float:
-    """Summed (not averaged) negative log-likelihood of the true classes: sites' sums add up."""
-    proba = head_proba(weights, Z)
-    return float(-np.log(np.clip(proba[np.arange(len(y)), y], _EPS, None)).sum())
-
-
 def as_pipeline(weights: list[np.ndarray], scaling: Scaling, classes: list[str], spec: HeadSpec):
     """The trained head as a scikit-learn pipeline: scaler -> impute 0 -> logistic regression or MLP.
 

@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from automl.bootstrap import bootstrap_scores
 from automl.federated.head import HeadSpec, head_proba
-from automl.federated.protocol import MIN_SITE_PAGES, Coordinator, SiteClient, SiteData, run_in_process
+from automl.federated.protocol import (MIN_SITE_PAGES, Coordinator, FederationResult, SiteClient, SiteData,
+                                       run_in_process)
 from automl.federated.sites_data import SitePages, site_pages, site_split_file, to_site_data
 from features._progress import progress_disabled
 from features.dataset import CLASSES, Manifest
@@ -90,13 +91,9 @@ class LeaveSiteOut:
         return "\n".join(lines + footer)
 
 
-def calibrated(weights, scaling, temperature: float, X: np.ndarray) -> np.ndarray:
+def calibrated(result: FederationResult, X: np.ndarray) -> np.ndarray:
     """The head's class probabilities with its calibration temperature, as the registered model gives them."""
-    from automl.calibration import TemperatureScaling
-
-    scaling_t = TemperatureScaling()
-    scaling_t.temperature_ = temperature
-    return scaling_t.transform(head_proba(weights, scaling.apply(X)))
+    return result.calibrator().transform(head_proba(result.weights, result.scaling.apply(X)))
 
 
 def leave_site_out(sites: dict[str, Manifest], *, features, spec: HeadSpec, rounds: int, seed: int = 0,
@@ -193,7 +190,7 @@ def _leave_out(name, manifest, others: dict[str, SitePages], rows_of, classes, s
         except ValueError as exc:  # too few pages to take part
             notes.append(f"{arm} skipped: {exc}")
         else:
-            proba = calibrated(result.weights, result.scaling, result.temperature, X_test)
+            proba = calibrated(result, X_test)
             predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
             setattr(row, arm, bootstrap_scores(truth, predicted, resamples=resamples, seed=seed))
             row.temperature[arm] = result.temperature
@@ -248,7 +245,7 @@ def _in_distribution(split: dict[str, SitePages], rows_of, classes, spec, rounds
         except ValueError as exc:
             reference.setdefault("skipped", str(exc))
             continue
-        proba = calibrated(result.weights, result.scaling, result.temperature, X_holdout)
+        proba = calibrated(result, X_holdout)
         predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
         reference[key] = bootstrap_scores(truth, predicted, resamples=resamples, seed=seed)
         reference["temperature" if key == "scores" else "federated_temperature"] = result.temperature

@@ -167,7 +167,6 @@ def network_model(result: FederationResult, spec: NetworkSpec, classes: list[str
 
     Its tensors have no cache folder: the model must work on any machine.
     """
-    from automl.calibration import TemperatureScaling
     from automl.engines.keras_model import KerasClassifier
     from automl.model import ECGModel
 
@@ -177,9 +176,7 @@ def network_model(result: FederationResult, spec: NetworkSpec, classes: list[str
     description = description or f"federated {spec.kind} over {spec.view} tensors"
     model = ECGModel(spec.tensors(), KerasClassifier(network, len(classes), description=description), list(classes),
                      engine="federated", description=description, params=dict(params or {}))
-    calibrator = TemperatureScaling()
-    calibrator.temperature_ = result.temperature
-    model.calibrator = calibrator
+    model.calibrator = result.calibrator()
     if uncertain_below is not None:
         model.uncertain_below = uncertain_below
     return model

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from automl.federated.head import (HeadSpec, Scaling, feature_sums, head_proba, initial_weights, train_locally,
-                                   weighted_log_loss)
+from automl.federated.head import HeadSpec, Scaling, feature_sums, head_proba, initial_weights, train_locally
 
 __all__ = ["HEAD", "MIN_SITE_PAGES", "TEMPERATURES", "Coordinator", "FederationFailed", "FederationResult", "RoundReport", "SiteClient",
            "SiteData", "balanced_class_weight", "check_pages", "counts_answer", "macro_f1_of", "refuse_other_setup",
@@ -80,9 +79,7 @@ class SiteClient:
         d = self.data
         self.rounds_answered += 1
         scaling, _, weights = _unpack(parameters)
-        Z = scaling.apply(d.X_check)
-        return counts_answer(d.name, head_proba(weights, Z), d.y_check, self.n_classes,
-                             loss=weighted_log_loss(weights, Z, d.y_check))
+        return counts_answer(d.name, head_proba(weights, scaling.apply(d.X_check)), d.y_check, self.n_classes)
 
 
 def check_pages(data: SiteData) -> None:
@@ -107,20 +104,17 @@ def refuse_other_setup(site: str, config: dict, *, features: str, model: str) ->
                          "start the client with the server's --features (and the same SmartECG version)")
 
 
-def counts_answer(site: str, proba: np.ndarray, y: np.ndarray, n_classes: int, *,
-                  loss: float | None = None) -> tuple[float, int, dict]:
+def counts_answer(site: str, proba: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, int, dict]:
     """What a site says of the global model on its check pages: counts only.
 
-    Its summed log-loss (``loss``, default from ``proba``), its confusion matrix, and its summed
-    log-loss under every temperature of the grid.
+    Its summed log-loss, its confusion matrix, and its summed log-loss under every temperature of the grid.
     """
     proba = np.asarray(proba, dtype=float)
     confusion = np.zeros((n_classes, n_classes), dtype=int)
     np.add.at(confusion, (y, proba.argmax(axis=1)), 1)
     logits = np.log(np.clip(proba, 1e-12, None))
     nll = [_summed_nll(logits / t, y) for t in TEMPERATURES]
-    if loss is None:
-        loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).sum())
+    loss = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).sum())
     return loss, len(y), {"site": site, "confusion": json.dumps(confusion.tolist()),
                           "nll_by_temperature": json.dumps(nll)}
 
@@ -142,6 +136,14 @@ class FederationResult:
     temperature: float
     rounds: list[RoundReport] = field(default_factory=list)
     pages_per_site: dict[str, int] = field(default_factory=dict)
+
+    def calibrator(self):
+        """Temperature scaling at the temperature the sites' summed log-loss chose (the final model's)."""
+        from automl.calibration import TemperatureScaling
+
+        calibrator = TemperatureScaling()
+        calibrator.temperature_ = self.temperature
+        return calibrator
 
 
 class Coordinator:

@@ -172,7 +172,6 @@ def join_federation(name: str, manifest: Manifest, server: str, settings: Federa
 def final_model(result: FederationResult, settings: FederationSettings, n_sites: int):
     """The global head as an ECGModel: page features -> scaler -> head, temperature-calibrated (or the global
     network: page tensors -> network)."""
-    from automl.calibration import TemperatureScaling
     from automl.model import ECGModel
 
     trained = len(result.rounds)
@@ -194,9 +193,7 @@ def final_model(result: FederationResult, settings: FederationSettings, n_sites:
                                   f"{trained} rounds of {settings.algorithm} across {n_sites} sites"),
                      params={"rounds": trained, "head": settings.head.kind, "algorithm": settings.algorithm,
                              "local_epochs": settings.head.epochs, "sites": n_sites})
-    calibrator = TemperatureScaling()
-    calibrator.temperature_ = result.temperature
-    model.calibrator = calibrator
+    model.calibrator = result.calibrator()
     model.uncertain_below = settings.uncertain_below
     return model  # no fitted page gate: its novelty reference would be the sites' pages
 
