@@ -3,7 +3,7 @@
     python bench/quality.py [--data DIR] [--test DIR] [--budget 20m] [--experiment default]
                             [--arms smartecg,engines,defaults,tpot,autokeras] [--seeds N] [--first-seed S] [--out FILE]
                             [--only-engines optuna,autokeras] [--weights-dir DIR]
-    python bench/quality.py --leave-site-out [--data DIR] [--test DIR] [--rounds 10] [--hidden 0] [--out FILE]
+    python bench/quality.py --leave-site-out [--data DIR] [--test DIR] [--rounds 20] [--hidden 0] [--out FILE]
 
 Trains on ``--data`` (default ``../shared/data/ecg-real-train`` when it exists) and scores every
 arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). The arms:
@@ -32,8 +32,8 @@ arm on every page of ``--test`` (default ``../shared/data/ecg-real-sample``). Th
 of ``--data`` and ``--test`` together, cut into sites APPROXIMATED by page family (layout and
 page size from the data survey, ``features.sites.approximate_sites``: the public dataset names no
 hospital); for every site a federated and a pooled head (``--rounds``, ``--hidden``, the spec's
-feature sets) trained on the other sites and tested on all its pages, beside the pooled
-in-distribution figure (every site's train pages, scored on their holdout pages).
+feature sets) trained on the other sites and tested on all its pages, beside the in-distribution
+figure (federated and pooled heads on every site's train pages, scored on their holdout pages).
 
 Every arm is scored the same way (:mod:`_scoring`): 5-class, 4-class cardiac (true COVID left
 out), 3x4 pages, 6x2 pages (layout from ``features.survey``) and 3x4 cardiac, each accuracy and
