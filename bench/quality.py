@@ -315,9 +315,9 @@ def run_leave_site_out(folders: list[Path], experiment: str, rounds: int, hidden
     from automl.federated.head import HeadSpec
     from automl.federated.leave_site_out import leave_site_out
     from features.cache import default_cache_dir
-    from features.dataset import Manifest, scan
+    from features.dataset import scan
     from features.handcrafted import PageFeatures
-    from features.sites import approximate_sites
+    from features.sites import approximate_sites, pool_sites
     from features.survey import survey_pages
 
     scanned = [scan(folder, progress=False) for folder in folders]
@@ -326,7 +326,7 @@ def run_leave_site_out(folders: list[Path], experiment: str, rounds: int, hidden
     if len(twins):
         raise SystemExit(f"{len(twins)} pages share their bytes across {', '.join(map(str, folders))}, e.g. "
                          f"{twins['path'].iloc[0]}; leave-one-site-out needs each page once")
-    union = Manifest(root=Path(os.path.commonpath([str(f) for f in folders])), layout="flat", frame=frame)
+    union = pool_sites({str(folder): manifest for folder, manifest in zip(folders, scanned)})
     paths = [str(p) for p in frame["path"]]
     survey = survey_pages(paths, n_jobs=-1, cache_dir=default_cache_dir(), progress=False)
     sites = approximate_sites(union, survey)
